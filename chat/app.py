@@ -1,0 +1,56 @@
+"""The application factory: routes, middleware and the lifespan that owns the resources."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+
+from chat import db
+from chat.broker import create_broker
+from chat.config import Settings
+from chat.services import Services
+from chat.web import health
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> Starlette:
+    """Build the app. ``settings.database_url`` must be set (the CLI resolves the embedded one)."""
+    if settings.database_url is None:
+        raise ValueError("create_app needs a database URL; `chat serve` starts the embedded one")
+    database_url = settings.database_url
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool = await db.create_pool(database_url)
+        try:
+            async with pool.acquire() as conn:
+                await db.check_schema(conn)
+            broker = create_broker(settings.redis_url)
+            await broker.start()
+            app.state.services = Services(settings=settings, pool=pool, broker=broker)
+            try:
+                yield
+            finally:
+                await broker.close()
+        finally:
+            await pool.close()
+
+    return Starlette(routes=[*health.routes], lifespan=lifespan)
+
+
+def app_from_env() -> Starlette:
+    """The uvicorn factory used by ``chat serve``: each worker reads the environment itself."""
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def configure_logging(level: str) -> None:
+    """One line per event, with time, level and logger name."""
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )

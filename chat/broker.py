@@ -1,0 +1,435 @@
+"""Fan-out of events between processes: the doorbell, never the log.
+
+A :class:`Subscription` is one local consumer's bounded inbox, subscribed to a set of
+topics. A broker delivers every payload published to a topic to the subscriptions of that
+topic in every process: :class:`MemoryBroker` within one process, :class:`RedisBroker`
+across processes through Redis pub/sub.
+
+A broker may lose a payload (Redis restarts, a process dies between commit and publish),
+so consumers treat a delivery as a hint and read the truth from PostgreSQL. When a broker
+knows it may have lost payloads (its Redis connection dropped), it tells every
+subscription to resync once it is subscribed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Coroutine, Iterable
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_QUEUE_SIZE = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A payload published to a topic."""
+
+    topic: str
+    payload: bytes
+
+
+class _Resync:
+    """The broker may have lost deliveries: re-read everything from the database."""
+
+    def __repr__(self) -> str:
+        return "RESYNC"
+
+
+RESYNC: Final = _Resync()
+
+
+class Overflow(Exception):
+    """The subscription's queue filled up: its consumer fell behind and must resume later."""
+
+
+class Subscription:
+    """One consumer's bounded inbox of deliveries from a set of topics.
+
+    Brokers never block on a slow consumer: when the queue is full the subscription is
+    marked overflowed and :meth:`get` raises :class:`Overflow`, so the consumer can
+    disconnect and later resume from its own cursor.
+    """
+
+    def __init__(self, maxsize: int = DEFAULT_QUEUE_SIZE) -> None:
+        self.topics: set[str] = set()
+        self.overflowed = False
+        self._queue: asyncio.Queue[Delivery | _Resync] = asyncio.Queue(maxsize)
+
+    def offer(self, item: Delivery | _Resync) -> None:
+        """Queue an item without waiting; called by brokers."""
+        if self.overflowed:
+            return
+        if item is RESYNC:
+            # A resync supersedes whatever is queued: the consumer will re-read it all.
+            while not self._queue.empty():
+                self._queue.get_nowait()
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            self._queue.get_nowait()  # make room so a waiting get() wakes up and raises
+            self._queue.put_nowait(RESYNC)
+
+    async def get(self) -> Delivery | _Resync:
+        """The next delivery or :data:`RESYNC`; raise :class:`Overflow` once it overflowed."""
+        if self.overflowed:
+            raise Overflow
+        item = await self._queue.get()
+        if self.overflowed:
+            raise Overflow
+        return item
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+
+class Broker(Protocol):
+    """What the app needs from a broker; see :class:`MemoryBroker` and :class:`RedisBroker`."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, topic: str, payload: bytes) -> None: ...
+
+    async def subscribe(self, sub: Subscription, topics: Iterable[str]) -> None: ...
+
+    async def unsubscribe(self, sub: Subscription, topics: Iterable[str] | None = None) -> None:
+        ...
+
+    async def ping(self) -> bool: ...
+
+    def subscription_count(self) -> int: ...
+
+
+class _LocalFanout:
+    """The in-process half every broker shares: which local subscriptions want which topic."""
+
+    def __init__(self) -> None:
+        self._subscribers: dict[str, set[Subscription]] = {}
+
+    def _add(self, sub: Subscription, topics: Iterable[str]) -> list[str]:
+        """Register ``sub``; return the topics that had no local subscriber before."""
+        first = []
+        for topic in topics:
+            if topic in sub.topics:
+                continue
+            sub.topics.add(topic)
+            subscribers = self._subscribers.setdefault(topic, set())
+            if not subscribers:
+                first.append(topic)
+            subscribers.add(sub)
+        return first
+
+    def _remove(self, sub: Subscription, topics: Iterable[str] | None) -> list[str]:
+        """Unregister ``sub``; return the topics that have no local subscriber left."""
+        last = []
+        for topic in list(sub.topics if topics is None else topics):
+            if topic not in sub.topics:
+                continue
+            sub.topics.discard(topic)
+            subscribers = self._subscribers.get(topic)
+            if subscribers is None:
+                continue
+            subscribers.discard(sub)
+            if not subscribers:
+                del self._subscribers[topic]
+                last.append(topic)
+        return last
+
+    def _dispatch(self, topic: str, payload: bytes) -> None:
+        delivery = Delivery(topic, payload)
+        for sub in tuple(self._subscribers.get(topic, ())):
+            sub.offer(delivery)
+
+    def _subscriptions(self) -> set[Subscription]:
+        return {sub for subscribers in self._subscribers.values() for sub in subscribers}
+
+    def _resync_all(self) -> None:
+        for sub in self._subscriptions():
+            sub.offer(RESYNC)
+
+    def subscription_count(self) -> int:
+        """How many local subscriptions exist (for metrics and leak tests)."""
+        return len(self._subscriptions())
+
+
+@contextlib.asynccontextmanager
+async def subscribed(
+    broker: Broker, topics: Iterable[str], maxsize: int = DEFAULT_QUEUE_SIZE
+) -> AsyncIterator[Subscription]:
+    """A subscription to ``topics`` that is removed from the broker however the block ends."""
+    sub = Subscription(maxsize)
+    try:
+        await broker.subscribe(sub, topics)
+        yield sub
+    finally:
+        await broker.unsubscribe(sub)
+
+
+class MemoryBroker(_LocalFanout):
+    """Delivers within this process only: the default when ``REDIS_URL`` is unset."""
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        self._resync_all()
+        self._subscribers.clear()
+
+    async def publish(self, topic: str, payload: bytes) -> None:
+        self._dispatch(topic, payload)
+
+    async def subscribe(self, sub: Subscription, topics: Iterable[str]) -> None:
+        self._add(sub, topics)
+
+    async def unsubscribe(self, sub: Subscription, topics: Iterable[str] | None = None) -> None:
+        self._remove(sub, topics)
+
+    async def ping(self) -> bool:
+        return True
+
+
+class RedisBroker(_LocalFanout):
+    """Delivers across processes through Redis pub/sub.
+
+    Each process holds one pub/sub connection, owned by a supervised reader task, and
+    subscribes a Redis channel only while a local subscription wants it (a channel left
+    with no subscriber is dropped after ``linger`` seconds, so reconnecting clients do not
+    churn it). Publishing uses a separate connection pool.
+
+    :meth:`subscribe` returns once Redis has confirmed the channels, so a consumer that
+    subscribes and then reads the database cannot miss a payload published in between.
+    When the connection drops, the reader reconnects with capped, jittered backoff,
+    resubscribes every wanted channel, and only then tells every subscription to resync.
+    """
+
+    PING_INTERVAL = 10.0
+    CONFIRM_TIMEOUT = 5.0
+
+    def __init__(
+        self, url: str, *, prefix: str = "chat:", linger: float = 5.0, max_backoff: float = 5.0
+    ) -> None:
+        super().__init__()
+        self.url = url
+        self.prefix = prefix
+        self.linger = linger
+        self.max_backoff = max_backoff
+        self.reconnects = 0
+        # No retries inside redis-py: a failure must reach the reader so it can resync.
+        options: dict[str, Any] = {"socket_connect_timeout": 2.0, "retry": Retry(NoBackoff(), 0)}
+        self._publisher = aioredis.Redis.from_url(url, socket_timeout=2.0, **options)
+        self._listener = aioredis.Redis.from_url(url, **options)
+        self._pubsub: Any = None  # the redis.asyncio PubSub of the current connection
+        self._channels: set[str] = set()  # confirmed on the current connection
+        self._confirmations: dict[str, asyncio.Future[None]] = {}
+        self._idle_since: dict[str, float] = {}
+        self._connected = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the reader and wait briefly for it to connect; it keeps retrying regardless."""
+        self._reader = asyncio.create_task(self._run(), name="redis-broker-reader")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.CONFIRM_TIMEOUT):
+                await self._connected.wait()
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        self._resync_all()
+        self._subscribers.clear()
+        await self._publisher.aclose()
+        await self._listener.aclose()
+
+    async def publish(self, topic: str, payload: bytes) -> None:
+        if not self._connected.is_set():
+            # Every subscriber lost Redis too and resyncs from the database when it is
+            # back; waiting for a connect timeout here would only slow the sender down.
+            return
+        try:
+            await self._publisher.publish(self.prefix + topic, payload)
+        except (RedisError, OSError) as exc:
+            logger.warning("Could not publish to %s (%s); subscribers resync on reconnect",
+                           topic, exc)
+
+    async def subscribe(self, sub: Subscription, topics: Iterable[str]) -> None:
+        topics = list(topics)
+        self._add(sub, topics)
+        for topic in topics:
+            self._idle_since.pop(topic, None)
+        pending = self._request([t for t in topics if t not in self._channels])
+        if not pending:
+            return
+        try:
+            async with asyncio.timeout(self.CONFIRM_TIMEOUT):
+                await asyncio.gather(*(asyncio.shield(f) for f in pending))
+        except (TimeoutError, ConnectionError):
+            # The connection is failing: the reader reconnects, resubscribes and resyncs.
+            logger.warning("Redis did not confirm a subscription; resyncing on reconnect")
+
+    async def unsubscribe(self, sub: Subscription, topics: Iterable[str] | None = None) -> None:
+        now = asyncio.get_running_loop().time()
+        for topic in self._remove(sub, topics):
+            self._idle_since[topic] = now
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(2.0):
+                return bool(await self._publisher.ping()) and self._connected.is_set()
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    def channel_count(self) -> int:
+        """How many Redis channels this process is subscribed to (for leak tests)."""
+        return len(self._channels)
+
+    def _request(self, topics: list[str]) -> list[asyncio.Future[None]]:
+        """SUBSCRIBE the topics not yet asked for; the futures resolve on confirmation."""
+        if self._pubsub is None:
+            return []  # not connected: the reconnect subscribes them, then resyncs
+        loop = asyncio.get_running_loop()
+        new = [t for t in topics if t not in self._confirmations]
+        for topic in new:
+            self._confirmations[topic] = loop.create_future()
+        if new:
+            _spawn(self._send("SUBSCRIBE", new))
+        return [self._confirmations[t] for t in topics]
+
+    async def _send(self, command: str, topics: list[str]) -> None:
+        if self._pubsub is not None:
+            await self._pubsub.execute_command(command, *(self.prefix + t for t in topics))
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await self._connect()
+                backoff = 0.1
+                await self._read()
+            except asyncio.CancelledError:
+                await self._disconnect()
+                raise
+            except (RedisError, OSError) as exc:
+                if self._connected.is_set():
+                    logger.warning("Lost the Redis pub/sub connection (%s); reconnecting", exc)
+                else:
+                    logger.warning("Cannot reach Redis at %s (%s); retrying", self.url, exc)
+                await self._disconnect()
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, self.max_backoff)
+
+    async def _connect(self) -> None:
+        pubsub: Any = self._listener.pubsub()
+        await pubsub.connect()
+        self._pubsub = pubsub
+        if self._connected.is_set():
+            return
+        self._connected.set()
+        wanted = list(self._subscribers)
+        if self.reconnects or wanted:
+            logger.info("Connected to Redis; subscribing %d channels", len(wanted))
+        self.reconnects += 1
+        # The subscriptions that existed while disconnected may have missed payloads. Tell
+        # them to resync once every channel is confirmed, so the re-read cannot miss
+        # anything; if the connection fails first, the next connect resyncs instead.
+        stale = self._subscriptions()
+        confirmed = asyncio.gather(*self._request(wanted))
+        confirmed.add_done_callback(lambda done: self._resync_when_confirmed(done, stale))
+
+    def _resync_when_confirmed(
+        self, confirmed: asyncio.Future[list[None]], stale: set[Subscription]
+    ) -> None:
+        if confirmed.cancelled() or confirmed.exception() is not None:
+            return
+        for sub in stale & self._subscriptions():
+            sub.offer(RESYNC)
+
+    async def _disconnect(self) -> None:
+        self._connected.clear()
+        pubsub, self._pubsub = self._pubsub, None
+        self._channels.clear()
+        for future in self._confirmations.values():
+            if not future.done():
+                future.set_exception(ConnectionError("Redis connection lost"))
+                future.exception()  # retrieved here: whoever waited resyncs on reconnect
+        self._confirmations.clear()
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_heard = next_sweep = loop.time()
+        while True:
+            message = await self._pubsub.get_message(timeout=self.PING_INTERVAL)
+            now = loop.time()
+            if message is not None:
+                last_heard = now
+                self._handle(message)
+            elif now - last_heard > 3 * self.PING_INTERVAL:
+                raise ConnectionError("Redis stopped answering pings")
+            else:
+                await self._pubsub.ping()
+            if now >= next_sweep:
+                next_sweep = now + 1.0
+                await self._drop_idle_channels(now)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "message":
+            self._dispatch(message["channel"].decode()[len(self.prefix):], message["data"])
+        elif kind == "subscribe":
+            topic = message["channel"].decode()[len(self.prefix):]
+            self._channels.add(topic)
+            future = self._confirmations.pop(topic, None)
+            if future is not None and not future.done():
+                future.set_result(None)
+
+    async def _drop_idle_channels(self, now: float) -> None:
+        drop = []
+        for topic, since in list(self._idle_since.items()):
+            if topic in self._confirmations:
+                continue  # drop only confirmed channels, never one awaiting its confirmation
+            if topic in self._subscribers or topic not in self._channels:
+                del self._idle_since[topic]
+            elif now - since >= self.linger:
+                del self._idle_since[topic]
+                drop.append(topic)
+        if drop:
+            self._channels.difference_update(drop)
+            await self._send("UNSUBSCRIBE", drop)
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def _spawn(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a fire-and-forget command; its failure surfaces in the reader, so only log it."""
+    task = asyncio.create_task(coro)
+    _background.add(task)
+    task.add_done_callback(_forget)
+
+
+def _forget(task: asyncio.Task[None]) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("Redis command failed: %s", task.exception())
+
+
+def create_broker(redis_url: str | None) -> Broker:
+    """A :class:`RedisBroker` when ``REDIS_URL`` is set, else a :class:`MemoryBroker`."""
+    return RedisBroker(redis_url) if redis_url else MemoryBroker()

@@ -1,0 +1,160 @@
+"""The ``chat`` command: serve, migrate, create-agent.
+
+Every expected failure (bad setting, unreachable database, bad migration, duplicate
+agent) ends with one line naming the cause and the fix, and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+
+from chat import db
+from chat.actions.agents import create_agent
+from chat.app import configure_logging
+from chat.config import ConfigError, Settings
+from chat.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from chat.errors import ChatError
+
+logger = logging.getLogger(__name__)
+
+EXPECTED_ERRORS = (
+    ConfigError, db.DatabaseUnavailable, db.MigrationError, EmbeddedPostgresError, ChatError,
+)
+
+
+class CommandError(Exception):
+    """A usage problem found after parsing; printed without a traceback."""
+
+
+@contextlib.contextmanager
+def database_url(settings: Settings) -> Iterator[str]:
+    """``DATABASE_URL``, or the embedded server's URL for as long as the block runs."""
+    if settings.database_url is not None:
+        yield settings.database_url
+        return
+    with EmbeddedPostgres(settings.data_dir) as url:
+        yield url
+
+
+async def _migrate(url: str) -> list[db.Migration]:
+    async with db.connect(url) as conn:
+        return await db.migrate(conn)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
+    if args.workers > 1 and settings.redis_url is None:
+        raise CommandError(
+            f"--workers {args.workers} needs REDIS_URL: without Redis each worker would deliver "
+            "live events only to its own streams. Set REDIS_URL=redis://HOST:6379/0 "
+            "(and DATABASE_URL for an external PostgreSQL), or run a single worker."
+        )
+    # uvicorn re-raises SIGTERM once it has shut down; exiting through SystemExit instead
+    # of dying of the signal lets the embedded database stop cleanly below.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    with database_url(settings) as url:
+        asyncio.run(_migrate(url))
+        # Workers are separate processes that build their own Settings from the
+        # environment, so the resolved (possibly embedded) database travels there.
+        os.environ["DATABASE_URL"] = url
+        logger.info("Serving on http://%s:%d with %d worker(s)", args.host, args.port,
+                    args.workers)
+        uvicorn.run(
+            "chat.app:app_from_env", factory=True, host=args.host, port=args.port,
+            workers=args.workers, log_level=settings.log_level.lower(),
+            timeout_graceful_shutdown=5, proxy_headers=True,
+        )
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> None:
+    with database_url(settings) as url:
+        applied = asyncio.run(_migrate(url))
+    if applied:
+        for migration in applied:
+            print(f"applied {migration.version:04d}_{migration.name}")
+    else:
+        print("The database is up to date.")
+
+
+def read_password(prompt: str = "Password: ") -> str:
+    """From an interactive prompt (asked twice), or the first line of piped stdin."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass(prompt)
+    if getpass.getpass("Repeat password: ") != first:
+        raise CommandError("The two passwords differ; nothing was created.")
+    return first
+
+
+def cmd_create_agent(args: argparse.Namespace, settings: Settings) -> None:
+    password = read_password()
+
+    async def create(url: str) -> None:
+        async with db.connect(url) as conn:
+            await db.check_schema(conn)
+            agent = await create_agent(
+                conn, email=args.email, name=args.name, password=password,
+                role="admin" if args.admin else "agent",
+            )
+        print(f"Created {agent['role']} {agent['name']} <{agent['email']}> (id {agent['id']}).")
+
+    with database_url(settings) as url:
+        asyncio.run(create(url))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chat", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="migrate the database, then serve HTTP")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=_positive, default=1,
+                       help="worker processes; more than one needs REDIS_URL")
+    serve.set_defaults(handler=cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="apply pending database migrations")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    agent = commands.add_parser(
+        "create-agent", help="create an agent account (password from a prompt or stdin)"
+    )
+    agent.add_argument("email")
+    agent.add_argument("--name", required=True)
+    agent.add_argument("--admin", action="store_true", help="give the account the admin role")
+    agent.set_defaults(handler=cmd_create_agent)
+    return parser
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace, Settings], None] = args.handler
+    try:
+        settings = Settings.from_env()
+        configure_logging(settings.log_level)
+        handler(args, settings)
+    except (CommandError, *EXPECTED_ERRORS) as exc:
+        print(f"chat {args.command}: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

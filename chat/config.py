@@ -1,0 +1,113 @@
+"""Settings, read once from the environment and validated at boot.
+
+Every problem is reported as a :class:`ConfigError` whose message names the variable and
+the fix, so that ``chat serve`` can print it and exit instead of failing later with a
+traceback from deep inside a driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+logger = logging.getLogger(__name__)
+
+HTMX_VERSION = "4.0.1"
+DEFAULT_HTMX_URL = f"https://cdn.jsdelivr.net/npm/htmx.org@{HTMX_VERSION}/dist"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+SECRET_KEY_FILE = "secret_key"
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message says which one and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The process-wide configuration. Build it with :meth:`from_env`."""
+
+    database_url: str | None
+    redis_url: str | None
+    secret_key: str
+    data_dir: Path
+    public_url: str | None
+    htmx_url: str
+    log_level: str
+
+    @property
+    def embedded_database(self) -> bool:
+        """True when no ``DATABASE_URL`` is set and the embedded PostgreSQL is used."""
+        return self.database_url is None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every setting; raise :class:`ConfigError` on the first problem."""
+        env = os.environ if environ is None else environ
+        data_dir = Path(_get(env, "CHAT_DATA_DIR") or ".chat").expanduser().resolve()
+        log_level = (_get(env, "LOG_LEVEL") or "INFO").upper()
+        if log_level not in LOG_LEVELS:
+            raise ConfigError(f"LOG_LEVEL={log_level!r} is not one of {', '.join(LOG_LEVELS)}.")
+        return cls(
+            database_url=_url(env, "DATABASE_URL", ("postgres", "postgresql")),
+            redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix")),
+            secret_key=_get(env, "SECRET_KEY") or load_or_create_secret_key(data_dir),
+            data_dir=data_dir,
+            public_url=_url(env, "PUBLIC_URL", ("http", "https")),
+            htmx_url=(_url(env, "HTMX_URL", ("http", "https")) or DEFAULT_HTMX_URL).rstrip("/"),
+            log_level=log_level,
+        )
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    value = _get(env, name)
+    if value is None:
+        return None
+    scheme = urlsplit(value).scheme
+    if scheme not in schemes:
+        expected = " or ".join(f"{s}://" for s in schemes)
+        raise ConfigError(f"{name} must start with {expected}; got {value!r}.")
+    return value
+
+
+def load_or_create_secret_key(data_dir: Path) -> str:
+    """Return the key kept in the data directory, creating it (mode 0600) on first use.
+
+    Several processes may boot at once, so the file is created exclusively and a loser of
+    that race reads the winner's key.
+    """
+    path = data_dir / SECRET_KEY_FILE
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text().strip()
+        if len(key) < MIN_SECRET_KEY_LENGTH:
+            raise ConfigError(
+                f"{path} holds a key shorter than {MIN_SECRET_KEY_LENGTH} characters; "
+                "delete the file to have a new one generated, or set SECRET_KEY."
+            ) from None
+        return key
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot write {path} ({exc.strerror}); set SECRET_KEY, "
+            "or point CHAT_DATA_DIR at a writable directory."
+        ) from exc
+    key = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as file:
+        file.write(key + "\n")
+    logger.warning(
+        "SECRET_KEY is not set: generated one in %s. Set SECRET_KEY in production so that "
+        "every host shares it.", path,
+    )
+    return key

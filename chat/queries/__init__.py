@@ -1,0 +1,1 @@
+"""All SQL, by table, as named functions with bound parameters."""

@@ -1,0 +1,24 @@
+"""The long-lived resources a running app shares: settings, database pool, broker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import HTTPConnection
+
+from chat.broker import Broker
+from chat.config import Settings
+from chat.db import Pool
+
+
+@dataclass
+class Services:
+    settings: Settings
+    pool: Pool
+    broker: Broker
+
+
+def services(conn: HTTPConnection) -> Services:
+    """The :class:`Services` of the app serving this request."""
+    found: Services = conn.app.state.services
+    return found
