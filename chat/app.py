@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from chat import db
 from chat.broker import create_broker
 from chat.config import Settings
 from chat.services import Services
-from chat.web import health
+from chat.web import auth, dashboard, health, metrics, widget
+from chat.web.http import EXCEPTION_HANDLERS, BodySizeLimit
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +41,13 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             await pool.close()
 
-    return Starlette(routes=[*health.routes], lifespan=lifespan)
+    return Starlette(
+        routes=[*health.routes, *metrics.routes, *auth.routes, *widget.routes,
+                *dashboard.routes],
+        middleware=[Middleware(BodySizeLimit)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
 
 
 def app_from_env() -> Starlette:

@@ -17,7 +17,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Coroutine, Iterable
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -26,9 +27,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from chat import metrics
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_SIZE = 256
+UNSENT_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +65,12 @@ class Subscription:
     disconnect and later resume from its own cursor.
     """
 
-    def __init__(self, maxsize: int = DEFAULT_QUEUE_SIZE) -> None:
+    def __init__(
+        self, maxsize: int = DEFAULT_QUEUE_SIZE, on_overflow: Callable[[], None] | None = None
+    ) -> None:
         self.topics: set[str] = set()
         self.overflowed = False
+        self._on_overflow = on_overflow
         self._queue: asyncio.Queue[Delivery | _Resync] = asyncio.Queue(maxsize)
 
     def offer(self, item: Delivery | _Resync) -> None:
@@ -80,6 +87,8 @@ class Subscription:
             self.overflowed = True
             self._queue.get_nowait()  # make room so a waiting get() wakes up and raises
             self._queue.put_nowait(RESYNC)
+            if self._on_overflow is not None:
+                self._on_overflow()
 
     async def get(self) -> Delivery | _Resync:
         """The next delivery or :data:`RESYNC`; raise :class:`Overflow` once it overflowed."""
@@ -167,10 +176,13 @@ class _LocalFanout:
 
 @contextlib.asynccontextmanager
 async def subscribed(
-    broker: Broker, topics: Iterable[str], maxsize: int = DEFAULT_QUEUE_SIZE
+    broker: Broker,
+    topics: Iterable[str],
+    maxsize: int = DEFAULT_QUEUE_SIZE,
+    on_overflow: Callable[[], None] | None = None,
 ) -> AsyncIterator[Subscription]:
     """A subscription to ``topics`` that is removed from the broker however the block ends."""
-    sub = Subscription(maxsize)
+    sub = Subscription(maxsize, on_overflow)
     try:
         await broker.subscribe(sub, topics)
         yield sub
@@ -226,11 +238,18 @@ class RedisBroker(_LocalFanout):
         self.prefix = prefix
         self.linger = linger
         self.max_backoff = max_backoff
-        self.reconnects = 0
-        # No retries inside redis-py: a failure must reach the reader so it can resync.
-        options: dict[str, Any] = {"socket_connect_timeout": 2.0, "retry": Retry(NoBackoff(), 0)}
-        self._publisher = aioredis.Redis.from_url(url, socket_timeout=2.0, **options)
-        self._listener = aioredis.Redis.from_url(url, **options)
+        self.connects = 0  # how many times the listener connected
+        # The listener must see every failure (to resync), so redis-py must not retry for it;
+        # a publish may be retried once, on a fresh connection after Redis restarted.
+        self._publisher = aioredis.Redis.from_url(
+            url, socket_connect_timeout=2.0, socket_timeout=2.0, retry=Retry(NoBackoff(), 1)
+        )
+        self._listener = aioredis.Redis.from_url(
+            url, socket_connect_timeout=2.0, retry=Retry(NoBackoff(), 0)
+        )
+        # Publishes that could not be sent, re-sent after reconnecting: subscribers in other
+        # processes may have resynced before these changes committed.
+        self._unsent: deque[tuple[str, bytes]] = deque(maxlen=UNSENT_LIMIT)
         self._pubsub: Any = None  # the redis.asyncio PubSub of the current connection
         self._channels: set[str] = set()  # confirmed on the current connection
         self._confirmations: dict[str, asyncio.Future[None]] = {}
@@ -257,14 +276,24 @@ class RedisBroker(_LocalFanout):
 
     async def publish(self, topic: str, payload: bytes) -> None:
         if not self._connected.is_set():
-            # Every subscriber lost Redis too and resyncs from the database when it is
-            # back; waiting for a connect timeout here would only slow the sender down.
+            # Waiting for a connect timeout would only slow the sender down: keep it for
+            # when Redis is back.
+            self._unsent.append((topic, payload))
             return
         try:
             await self._publisher.publish(self.prefix + topic, payload)
         except (RedisError, OSError) as exc:
-            logger.warning("Could not publish to %s (%s); subscribers resync on reconnect",
-                           topic, exc)
+            logger.warning("Could not publish to %s (%s); re-sending after reconnect", topic, exc)
+            self._unsent.append((topic, payload))
+
+    async def _flush_unsent(self) -> None:
+        while self._unsent and self._connected.is_set():
+            topic, payload = self._unsent.popleft()
+            try:
+                await self._publisher.publish(self.prefix + topic, payload)
+            except (RedisError, OSError):
+                self._unsent.appendleft((topic, payload))
+                return
 
     async def subscribe(self, sub: Subscription, topics: Iterable[str]) -> None:
         topics = list(topics)
@@ -340,15 +369,18 @@ class RedisBroker(_LocalFanout):
             return
         self._connected.set()
         wanted = list(self._subscribers)
-        if self.reconnects or wanted:
-            logger.info("Connected to Redis; subscribing %d channels", len(wanted))
-        self.reconnects += 1
+        self.connects += 1
+        if self.connects > 1:
+            metrics.BROKER_RECONNECTS.inc()
+            logger.info("Reconnected to Redis; subscribing %d channels", len(wanted))
         # The subscriptions that existed while disconnected may have missed payloads. Tell
         # them to resync once every channel is confirmed, so the re-read cannot miss
         # anything; if the connection fails first, the next connect resyncs instead.
         stale = self._subscriptions()
         confirmed = asyncio.gather(*self._request(wanted))
         confirmed.add_done_callback(lambda done: self._resync_when_confirmed(done, stale))
+        if self._unsent:
+            _spawn(self._flush_unsent())
 
     def _resync_when_confirmed(
         self, confirmed: asyncio.Future[list[None]], stale: set[Subscription]

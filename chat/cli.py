@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from chat import db
 from chat.actions.agents import create_agent
+from chat.actions.sites import ensure_default_site
 from chat.app import configure_logging
 from chat.config import ConfigError, Settings
 from chat.embedded import EmbeddedPostgres, EmbeddedPostgresError
@@ -46,7 +47,11 @@ def database_url(settings: Settings) -> Iterator[str]:
 
 async def _migrate(url: str) -> list[db.Migration]:
     async with db.connect(url) as conn:
-        return await db.migrate(conn)
+        applied = await db.migrate(conn)
+        site = await ensure_default_site(conn)
+    if site is not None:
+        logger.info("Created the site %r with the public key %s", site["name"], site["public_key"])
+    return applied
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:

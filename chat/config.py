@@ -39,6 +39,7 @@ class Settings:
     public_url: str | None
     htmx_url: str
     log_level: str
+    replay_limit: int = 500
 
     @property
     def embedded_database(self) -> bool:
@@ -61,12 +62,22 @@ class Settings:
             public_url=_url(env, "PUBLIC_URL", ("http", "https")),
             htmx_url=(_url(env, "HTMX_URL", ("http", "https")) or DEFAULT_HTMX_URL).rstrip("/"),
             log_level=log_level,
+            replay_limit=_positive_int(env, "STREAM_REPLAY_LIMIT", 500),
         )
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name, "").strip()
     return value or None
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _get(env, name)
+    if value is None:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{name} must be a positive whole number; got {value!r}.")
+    return int(value)
 
 
 def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:

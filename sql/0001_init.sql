@@ -52,6 +52,9 @@ CREATE TABLE conversations (
     -- The sequence number of the newest history entry; taken under this row's lock so that
     -- within a conversation sequence order is commit order, with no gaps.
     last_seq         bigint NOT NULL DEFAULT 0 CHECK (last_seq >= 0),
+    -- Bumped by every change to this row, so a stream can drop a state update that the
+    -- broker delivered after a newer one.
+    version          bigint NOT NULL DEFAULT 1,
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
     last_activity_at timestamptz NOT NULL DEFAULT now(),
@@ -83,3 +86,16 @@ CREATE TABLE messages (
     UNIQUE (conversation_id, client_id)
 );
 CREATE INDEX messages_agent_idx ON messages (agent_id) WHERE agent_id IS NOT NULL;
+
+-- Signed-in dashboard sessions. The cookie holds a random token; only its hash is stored, so
+-- a leaked database does not leak sessions. Deleting the rows signs the agent out everywhere.
+CREATE TABLE agent_sessions (
+    token_hash   bytea PRIMARY KEY,
+    agent_id     bigint NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    -- The synchronizer token that every unsafe request of this session must echo.
+    csrf_token   text NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    last_seen_at timestamptz NOT NULL DEFAULT now(),
+    expires_at   timestamptz NOT NULL
+);
+CREATE INDEX agent_sessions_agent_idx ON agent_sessions (agent_id);

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -18,7 +19,9 @@ import asyncpg
 import pytest
 
 from chat import db
+from chat.actions.agents import create_agent
 from chat.embedded import EmbeddedPostgres
+from chat.queries import sites
 from tests.support import AppProcess, RedisProcess, run_async, unavailable
 
 
@@ -103,6 +106,30 @@ def database(migrated_database: str) -> str:
 
     run_async(truncate())
     return migrated_database
+
+
+@dataclass(frozen=True)
+class Seed:
+    """A site and an admin agent, created before the app starts."""
+
+    site_id: int
+    site_key: str
+    agent_id: int
+    email: str = "alex@example.com"
+    password: str = "correct horse battery"
+
+
+@pytest.fixture
+def seed(database: str) -> Seed:
+    async def create() -> Seed:
+        async with db.connect(database) as conn:
+            site = await sites.insert(conn, public_key="pk_test_site_0001", name="Test site",
+                                      allowed_origins=["http://127.0.0.1:9"])
+            agent = await create_agent(conn, email=Seed.email, name="Alex",
+                                       password=Seed.password, role="admin")
+        return Seed(site["id"], site["public_key"], agent["id"])
+
+    return run_async(create())
 
 
 @pytest.fixture

@@ -32,3 +32,10 @@ async def by_email(conn: Connection, email: str) -> Record | None:
 async def count(conn: Connection) -> int:
     total: int = await conn.fetchval("SELECT count(*) FROM agents")
     return total
+
+
+async def by_id(conn: Connection, agent_id: int) -> Record | None:
+    row: Record | None = await conn.fetchrow(
+        "SELECT id, email, name, role, active FROM agents WHERE id = $1", agent_id
+    )
+    return row

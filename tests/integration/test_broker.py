@@ -131,7 +131,7 @@ async def test_redis_restart_is_survived_and_every_subscription_told_to_resync(
     try:
         async with subscribed(receiver, ["conv:1"]) as sub:
             redis_process.kill()
-            await sender.publish("conv:1", b"lost while down")  # returns at once, no error
+            await sender.publish("conv:1", b"kept while down")  # returns at once, no error
             assert await receiver.ping() is False
             redis_process.start()
             assert await next_item(sub, timeout=15) is RESYNC
@@ -139,8 +139,15 @@ async def test_redis_restart_is_survived_and_every_subscription_told_to_resync(
                 while not await sender.ping():
                     await asyncio.sleep(0.1)
             await sender.publish("conv:1", b"after restart")
-            assert await next_item(sub) == Delivery("conv:1", b"after restart")
-            assert receiver.reconnects >= 2
+            payloads = []
+            while b"after restart" not in payloads:
+                item = await next_item(sub)
+                assert isinstance(item, Delivery)
+                payloads.append(item.payload)
+            # The publish made while Redis was down is re-sent once the sender reconnects;
+            # whether it beats the receiver's resubscription is a race the resync covers.
+            assert set(payloads) <= {b"kept while down", b"after restart"}
+            assert receiver.connects >= 2
     finally:
         await receiver.close()
         await sender.close()

@@ -1,0 +1,255 @@
+"""Conversations and their history: start, send, claim, assign, close, reopen.
+
+Each action runs in one transaction that locks the conversation row, writes the row and
+its history entries (taking sequence numbers under that lock), commits, and only then
+publishes the :class:`Change`. A refused action raises before anything is written.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from chat import events, tokens, validation
+from chat.db import Connection, transaction
+from chat.errors import Conflict, Invalid, NotFound
+from chat.models import Agent, Change, ConversationState, Entry, Status
+from chat.queries import agents as agent_queries
+from chat.queries import conversations, messages, visitors
+from chat.services import Services
+
+MAX_BODY_LENGTH = 5000
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class StaleState(Conflict):
+    """The conversation changed meanwhile; carries its current state for the caller to show."""
+
+    def __init__(self, message: str, conversation: ConversationState) -> None:
+        super().__init__(message)
+        self.conversation = conversation
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    entry: Entry
+    conversation: ConversationState
+    created: bool  # False when the client id was seen before: a retried send
+
+
+def clean_body(body: Any) -> str:
+    """The message text, trimmed; :class:`Invalid` when empty, not text, or too long."""
+    if not isinstance(body, str):
+        raise Invalid("The message must be text.", "body")
+    text: str = body.strip()
+    if not text:
+        raise Invalid("Type a message first.", "body")
+    if len(text) > MAX_BODY_LENGTH:
+        raise Invalid(f"A message can be at most {MAX_BODY_LENGTH:,} characters "
+                      f"(this one has {len(text):,}).", "body")
+    return text
+
+
+def clean_client_id(client_id: Any) -> str | None:
+    if client_id is None or client_id == "":
+        return None
+    if not isinstance(client_id, str) or not CLIENT_ID.match(client_id):
+        raise Invalid("client_id must be 1-64 letters, digits or _.:-", "client_id")
+    return client_id
+
+
+async def _current(conn: Connection, conversation_id: int) -> ConversationState:
+    state = await conversations.state(conn, conversation_id)
+    assert state is not None
+    return state
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """What a visitor tells about themselves (pre-chat form, API) and their browser."""
+
+    name: str | None = None
+    email: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def clean(cls, name: Any = None, email: Any = None,
+              details: Mapping[str, Any] | None = None) -> Contact:
+        return cls(
+            name=validation.name(name) if isinstance(name, str) and name.strip() else None,
+            email=validation.email(email) if isinstance(email, str) and email.strip() else None,
+            details=details or {},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Started(Sent):
+    visitor_token: str | None = None  # set when this request created the visitor
+
+
+async def start(
+    svc: Services,
+    *,
+    site_id: int,
+    visitor_id: int | None,
+    body: Any,
+    client_id: Any = None,
+    contact: Contact | None = None,
+) -> Started:
+    """Open a conversation (waiting for an agent) with the visitor's first message.
+
+    Without ``visitor_id`` a new visitor is created in the same transaction and its token
+    returned (the only time it is ever visible). A known visitor retrying a start with the
+    same ``client_id`` gets the conversation it already started.
+    """
+    text, cid = clean_body(body), clean_client_id(client_id)
+    contact = contact or Contact()
+    token = None
+    async with transaction(svc.pool) as conn:
+        if visitor_id is None:
+            token = tokens.new_token()
+            visitor_id = await visitors.insert(
+                conn, site_id=site_id, token_hash=tokens.token_hash(token), name=contact.name,
+                email=contact.email, details=contact.details,
+            )
+        else:
+            if cid is not None:
+                existing = await messages.by_visitor_client_id(conn, visitor_id, cid)
+                if existing is not None:
+                    state = await _current(conn, existing.conversation_id)
+                    return Started(existing, state, created=False)
+            await visitors.update_contact(conn, visitor_id, name=contact.name,
+                                          email=contact.email)
+        conversation_id = await conversations.insert(conn, site_id=site_id, visitor_id=visitor_id)
+        await conversations.lock(conn, conversation_id)
+        entry = await messages.append(conn, conversation_id, kind="visitor", body=text,
+                                      client_id=cid)
+        state = await _current(conn, conversation_id)
+    await events.publish(svc.broker, Change(state, (entry,)))
+    return Started(entry, state, created=True, visitor_token=token)
+
+
+async def send(
+    svc: Services,
+    conversation_id: int,
+    *,
+    body: Any,
+    client_id: Any = None,
+    agent: Agent | None = None,
+    note: bool = False,
+) -> Sent:
+    """Add a visitor message (no ``agent``), an agent reply, or a private note.
+
+    A retried send (same ``client_id``) returns the first message and publishes nothing.
+    An agent replying to a waiting conversation takes it, as if they had claimed it.
+    """
+    text, cid = clean_body(body), clean_client_id(client_id)
+    kind = "visitor" if agent is None else "note" if note else "agent"
+    async with transaction(svc.pool) as conn:
+        row = await conversations.lock(conn, conversation_id)
+        if row is None:
+            raise NotFound("No such conversation.")
+        if cid is not None:
+            existing = await messages.by_client_id(conn, conversation_id, cid)
+            if existing is not None:
+                return Sent(existing, await _current(conn, conversation_id), created=False)
+        new: list[Entry] = []
+        if kind != "note" and row["status"] == "closed":
+            state = await _current(conn, conversation_id)
+            raise StaleState("This conversation is closed." + (
+                " Start a new one." if agent is None else " Reopen it to reply."), state)
+        if kind == "agent" and row["status"] == "waiting":
+            assert agent is not None
+            new.append(await _transition(conn, conversation_id, agent, "active", agent.id,
+                                         f"{agent.name} joined the conversation"))
+        new.append(await messages.append(
+            conn, conversation_id, kind=kind, body=text, client_id=cid,
+            agent_id=agent.id if agent else None, author=agent.name if agent else None,
+        ))
+        state = await _current(conn, conversation_id)
+    await events.publish(svc.broker, Change(state, tuple(new)))
+    return Sent(new[-1], state, created=True)
+
+
+async def _transition(
+    conn: Connection, conversation_id: int, agent: Agent, status: Status,
+    assignee_id: int | None, activity: str,
+) -> Entry:
+    await conversations.update(conn, conversation_id, status=status, assignee_id=assignee_id)
+    return await messages.append(
+        conn, conversation_id, kind="activity", body=activity, agent_id=agent.id,
+        author=agent.name, meta={"status": status, "assignee_id": assignee_id},
+    )
+
+
+async def _change_status(
+    svc: Services,
+    conversation_id: int,
+    agent: Agent,
+    *,
+    allowed: tuple[Status, ...],
+    status: Status,
+    assignee_id: int | None,
+    activity: str,
+    refusal: str,
+    keep_assignee: bool = False,
+) -> ConversationState:
+    async with transaction(svc.pool) as conn:
+        row = await conversations.lock(conn, conversation_id)
+        if row is None:
+            raise NotFound("No such conversation.")
+        if row["status"] not in allowed:
+            state = await _current(conn, conversation_id)
+            who = state.assignee_name or "Someone"
+            raise StaleState(refusal.format(who=who, status=state.status), state)
+        if keep_assignee:
+            assignee_id = row["assignee_id"]
+        entry = await _transition(conn, conversation_id, agent, status, assignee_id, activity)
+        state = await _current(conn, conversation_id)
+    await events.publish(svc.broker, Change(state, (entry,)))
+    return state
+
+
+async def claim(svc: Services, conversation_id: int, agent: Agent) -> ConversationState:
+    """Take a waiting conversation. Of two agents claiming at once, exactly one wins."""
+    return await _change_status(
+        svc, conversation_id, agent, allowed=("waiting",), status="active",
+        assignee_id=agent.id, activity=f"{agent.name} joined the conversation",
+        refusal="{who} already took this conversation; it is {status}.",
+    )
+
+
+async def assign(
+    svc: Services, conversation_id: int, agent: Agent, assignee_id: int
+) -> ConversationState:
+    """Give an open conversation to an agent (``agent`` itself, or a transfer)."""
+    async with transaction(svc.pool) as conn:
+        assignee = await agent_queries.by_id(conn, assignee_id)
+    if assignee is None or not assignee["active"]:
+        raise Invalid("Choose an active agent to assign the conversation to.", "assignee_id")
+    activity = (f"{agent.name} joined the conversation" if assignee_id == agent.id
+                else f"{agent.name} assigned the conversation to {assignee['name']}")
+    return await _change_status(
+        svc, conversation_id, agent, allowed=("waiting", "active"), status="active",
+        assignee_id=assignee_id, activity=activity,
+        refusal="This conversation is {status}; reopen it first.",
+    )
+
+
+async def close(svc: Services, conversation_id: int, agent: Agent) -> ConversationState:
+    return await _change_status(
+        svc, conversation_id, agent, allowed=("waiting", "active"), status="closed",
+        assignee_id=None, keep_assignee=True, activity=f"{agent.name} closed the conversation",
+        refusal="This conversation is already {status}.",
+    )
+
+
+async def reopen(svc: Services, conversation_id: int, agent: Agent) -> ConversationState:
+    """Reopen a closed conversation, assigned to the agent who reopens it."""
+    return await _change_status(
+        svc, conversation_id, agent, allowed=("closed",), status="active",
+        assignee_id=agent.id, activity=f"{agent.name} reopened the conversation",
+        refusal="This conversation is {status}, not closed.",
+    )

@@ -1,0 +1,72 @@
+"""Topics, publishing, and SSE framing: how a committed change reaches the streams.
+
+Every change is published after its transaction commits, to the conversation's topic (the
+visitor's stream) and to its site's topic (agents' inboxes). Postgres is the log and the
+broker only the doorbell: a lost publish costs latency, never data, because streams fill
+gaps from the database (see :mod:`chat.stream`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from chat.broker import Broker
+from chat.models import Change
+
+logger = logging.getLogger(__name__)
+
+
+def conversation_topic(conversation_id: int) -> str:
+    return f"conv:{conversation_id}"
+
+
+def site_topic(site_id: int) -> str:
+    return f"site:{site_id}"
+
+
+async def publish(broker: Broker, change: Change) -> None:
+    """Ring the doorbell for a committed change; never raises (the data is already safe)."""
+    payload = change.encode()
+    conversation = change.conversation
+    for topic in (conversation_topic(conversation.id), site_topic(conversation.site_id)):
+        try:
+            await broker.publish(topic, payload)
+        except Exception:
+            logger.exception("Publishing to %s failed; streams will catch up from the database",
+                             topic)
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """A position in one conversation's history, carried in SSE ``id:`` lines as ``C-S``."""
+
+    conversation_id: int
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.conversation_id}-{self.seq}"
+
+    @classmethod
+    def parse(cls, value: str | None) -> Cursor | None:
+        """The cursor in ``value``, or None when it is absent or malformed."""
+        if not value:
+            return None
+        conversation, sep, seq = value.strip().partition("-")
+        if not sep or not conversation.isdigit() or not seq.isdigit():
+            return None
+        return cls(int(conversation), int(seq))
+
+
+def frame(data: str = "", *, event: str | None = None, id: str | None = None,
+          retry: int | None = None) -> bytes:
+    """One SSE message. Every line of ``data`` gets its own ``data:`` line."""
+    lines = []
+    if event is not None:
+        lines.append(f"event: {event}")
+    if id is not None:
+        lines.append(f"id: {id}")
+    if retry is not None:
+        lines.append(f"retry: {retry}")
+    lines.extend(f"data: {line}" for line in (data.splitlines() or [""]))
+    return ("\n".join(lines) + "\n\n").encode()

@@ -1,0 +1,73 @@
+"""SSE frames for each audience, rendered once per process however many streams send them.
+
+History is immutable and every state carries a version, so a frame is fully identified by
+what it shows: (audience, conversation, sequence) or (audience, conversation, version).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+from chat.events import Cursor, frame
+from chat.models import ConversationState, Entry
+from chat.templating import render
+
+Audience = Literal["visitor", "agent"]
+RETRY_MS = 2000
+
+RELOAD = frame("", event="reload", retry=RETRY_MS)
+# htmx 4 ignores a block with only ``retry:``; a named event carries it.
+HELLO = frame("", event="hello", retry=RETRY_MS)
+
+
+class FrameCache:
+    """A small LRU of rendered frames."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._frames: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+        self.renders = 0  # how many times a frame was actually rendered (for tests)
+
+    def clear(self) -> None:
+        self._frames.clear()
+
+    def get(self, key: tuple[object, ...], make: Callable[[], bytes]) -> bytes:
+        found = self._frames.get(key)
+        if found is not None:
+            self._frames.move_to_end(key)
+            return found
+        self.renders += 1
+        made = self._frames[key] = make()
+        if len(self._frames) > self.size:
+            self._frames.popitem(last=False)
+        return made
+
+
+cache = FrameCache()
+
+
+def entry(item: Entry, audience: Audience) -> bytes:
+    """A history entry, with its cursor as the SSE id."""
+    key = ("entry", audience, item.conversation_id, item.seq)
+    cursor = str(Cursor(item.conversation_id, item.seq))
+    return cache.get(key, lambda: frame(render("sse/entry.html", entry=item, audience=audience),
+                                        id=cursor))
+
+
+def status(state: ConversationState, audience: Audience) -> bytes:
+    """A conversation's status banner or header; no id, so the cursor stays put."""
+    key = ("status", audience, state.id, state.version)
+    return cache.get(key, lambda: frame(render("sse/status.html", conversation=state,
+                                               audience=audience)))
+
+
+def inbox_row(state: ConversationState) -> bytes:
+    key = ("inbox_row", state.id, state.version)
+    return cache.get(key, lambda: frame(render("sse/inbox_row.html", conversation=state)))
+
+
+def inbox(states: Sequence[ConversationState]) -> bytes:
+    """The whole inbox, re-rendered on (re)connect; too varied to be worth caching."""
+    return frame(render("sse/inbox.html", conversations=states))

@@ -1,0 +1,92 @@
+"""SQL for conversations and their current state."""
+
+from __future__ import annotations
+
+from asyncpg import Record
+
+from chat.db import Connection
+from chat.models import ConversationState
+
+# One shape for every reader of state (inbox rows, banners, published changes), so a
+# row rendered from a broker payload is identical to one rendered from the database.
+STATE = """
+SELECT c.id, c.site_id, c.visitor_id, c.status, c.assignee_id, a.name AS assignee_name,
+       v.name AS visitor_name, v.email AS visitor_email, c.last_seq, c.version,
+       c.created_at, c.last_activity_at,
+       (SELECT m.body FROM messages m
+         WHERE m.conversation_id = c.id AND m.kind IN ('visitor', 'agent')
+         ORDER BY m.seq DESC LIMIT 1) AS preview
+  FROM conversations c
+  JOIN visitors v ON v.id = c.visitor_id
+  LEFT JOIN agents a ON a.id = c.assignee_id
+"""
+
+
+async def insert(conn: Connection, *, site_id: int, visitor_id: int) -> int:
+    conversation_id: int = await conn.fetchval(
+        "INSERT INTO conversations (site_id, visitor_id) VALUES ($1, $2) RETURNING id",
+        site_id, visitor_id,
+    )
+    return conversation_id
+
+
+async def lock(conn: Connection, conversation_id: int) -> Record | None:
+    """The row, locked until the transaction ends: every history write goes through here."""
+    row: Record | None = await conn.fetchrow(
+        "SELECT id, site_id, visitor_id, status, assignee_id FROM conversations "
+        "WHERE id = $1 FOR UPDATE",
+        conversation_id,
+    )
+    return row
+
+
+async def update(
+    conn: Connection, conversation_id: int, *, status: str, assignee_id: int | None
+) -> None:
+    await conn.execute(
+        """
+        UPDATE conversations
+           SET status = $2, assignee_id = $3, version = version + 1, updated_at = now(),
+               closed_at = CASE WHEN $2 = 'closed' THEN now() END
+         WHERE id = $1
+        """,
+        conversation_id, status, assignee_id,
+    )
+
+
+async def state(conn: Connection, conversation_id: int) -> ConversationState | None:
+    row = await conn.fetchrow(STATE + " WHERE c.id = $1", conversation_id)
+    return ConversationState.from_row(row) if row else None
+
+
+async def open_states(conn: Connection, limit: int) -> list[ConversationState]:
+    """Waiting and active conversations of every site, most recently active first."""
+    rows = await conn.fetch(
+        STATE + " WHERE c.status <> 'closed' ORDER BY c.last_activity_at DESC LIMIT $1", limit
+    )
+    return [ConversationState.from_row(r) for r in rows]
+
+
+async def of_visitor(conn: Connection, visitor_id: int, conversation_id: int) -> Record | None:
+    """The conversation, only if it belongs to this visitor."""
+    row: Record | None = await conn.fetchrow(
+        "SELECT id, site_id, status, last_seq FROM conversations "
+        "WHERE id = $1 AND visitor_id = $2",
+        conversation_id, visitor_id,
+    )
+    return row
+
+
+async def exists(conn: Connection, conversation_id: int) -> bool:
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM conversations WHERE id = $1)", conversation_id
+    )
+    return found
+
+
+async def position(conn: Connection, conversation_id: int) -> tuple[int, int] | None:
+    """(last_seq, version): enough to tell whether a stream has missed anything."""
+    row = await conn.fetchrow(
+        "SELECT last_seq, version FROM conversations WHERE id = $1", conversation_id
+    )
+    return (row["last_seq"], row["version"]) if row else None

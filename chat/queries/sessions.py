@@ -1,0 +1,36 @@
+"""SQL for signed-in dashboard sessions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from asyncpg import Record
+
+from chat.db import Connection
+
+
+async def insert(
+    conn: Connection, *, token_hash: bytes, agent_id: int, csrf_token: str, expires_at: datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO agent_sessions (token_hash, agent_id, csrf_token, expires_at) "
+        "VALUES ($1, $2, $3, $4)",
+        token_hash, agent_id, csrf_token, expires_at,
+    )
+
+
+async def agent_for(conn: Connection, token_hash: bytes) -> Record | None:
+    """The active agent of an unexpired session, with the session's CSRF token."""
+    row: Record | None = await conn.fetchrow(
+        """
+        SELECT a.id, a.email, a.name, a.role, s.csrf_token
+          FROM agent_sessions s JOIN agents a ON a.id = s.agent_id
+         WHERE s.token_hash = $1 AND s.expires_at > now() AND a.active
+        """,
+        token_hash,
+    )
+    return row
+
+
+async def delete(conn: Connection, token_hash: bytes) -> None:
+    await conn.execute("DELETE FROM agent_sessions WHERE token_hash = $1", token_hash)

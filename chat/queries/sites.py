@@ -1,0 +1,36 @@
+"""SQL for sites: the websites that embed the widget."""
+
+from __future__ import annotations
+
+from asyncpg import Record
+
+from chat.db import Connection
+
+COLUMNS = "id, public_key, name, allowed_origins, settings, enabled, created_at"
+
+
+async def by_public_key(conn: Connection, public_key: str) -> Record | None:
+    row: Record | None = await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM sites WHERE public_key = $1 AND enabled", public_key
+    )
+    return row
+
+
+async def all_sites(conn: Connection) -> list[Record]:
+    return list(await conn.fetch(f"SELECT {COLUMNS} FROM sites ORDER BY id"))
+
+
+async def ids(conn: Connection) -> list[int]:
+    return [r["id"] for r in await conn.fetch("SELECT id FROM sites WHERE enabled ORDER BY id")]
+
+
+async def insert(
+    conn: Connection, *, public_key: str, name: str, allowed_origins: list[str]
+) -> Record:
+    row: Record | None = await conn.fetchrow(
+        f"INSERT INTO sites (public_key, name, allowed_origins) VALUES ($1, $2, $3) "
+        f"RETURNING {COLUMNS}",
+        public_key, name, allowed_origins,
+    )
+    assert row is not None
+    return row

@@ -1,0 +1,46 @@
+"""SQL for visitors: the customers behind widget tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from asyncpg import Record
+
+from chat.db import Connection
+
+
+async def by_token_hash(conn: Connection, site_id: int, token_hash: bytes) -> Record | None:
+    row: Record | None = await conn.fetchrow(
+        "SELECT id, site_id, name, email FROM visitors WHERE token_hash = $1 AND site_id = $2",
+        token_hash, site_id,
+    )
+    return row
+
+
+async def insert(
+    conn: Connection,
+    *,
+    site_id: int,
+    token_hash: bytes,
+    name: str | None,
+    email: str | None,
+    details: Mapping[str, Any],
+) -> int:
+    visitor_id: int = await conn.fetchval(
+        "INSERT INTO visitors (site_id, token_hash, name, email, details) "
+        "VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING id",
+        site_id, token_hash, name, email, dict(details),
+    )
+    return visitor_id
+
+
+async def update_contact(
+    conn: Connection, visitor_id: int, *, name: str | None, email: str | None
+) -> None:
+    """Fill in name and email when given; never erase what the visitor said before."""
+    await conn.execute(
+        "UPDATE visitors SET name = coalesce($2, name), email = coalesce($3, email), "
+        "last_seen_at = now() WHERE id = $1",
+        visitor_id, name, email,
+    )

@@ -1,0 +1,34 @@
+"""Jinja2 templates: one partial serves the full page, an htmx response and an SSE push."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import jinja2
+from starlette.templating import Jinja2Templates
+
+from chat.resources import resource_dir
+
+environment = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(resource_dir("templates")),
+    autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+    auto_reload=False,
+)
+templates = Jinja2Templates(env=environment)
+
+
+def render(name: str, **context: Any) -> str:
+    """A template rendered outside a request (SSE frames, fragments)."""
+    return environment.get_template(name).render(**context)
+
+
+def clock(moment: datetime) -> str:
+    """A compact time for message bubbles, in UTC (the browser localises ``datetime``)."""
+    return moment.astimezone(UTC).strftime("%H:%M")
+
+
+environment.filters["clock"] = clock
+environment.filters["isotime"] = lambda moment: moment.astimezone(UTC).isoformat()

@@ -1,0 +1,95 @@
+"""The HTTP face of a stream: cursor from the request, SSE response with heartbeats."""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+from chat import metrics
+from chat.events import Cursor
+from chat.services import services
+from chat.stream import Stream, StreamLimits, View
+from chat.web.http import int_param
+
+logger = logging.getLogger(__name__)
+
+# Below common proxy idle timeouts (60 s for nginx and most load balancers).
+HEARTBEAT_SECONDS = 15
+# A client that has not taken a frame for this long is gone or stuck: end its stream.
+SEND_TIMEOUT_SECONDS = 30
+# How long a stream may take to finish after the server was asked to stop.
+SHUTDOWN_GRACE_SECONDS = 2
+
+
+def requested_cursor(request: Request, conversation_id: int | None) -> Cursor | None:
+    """``Last-Event-ID`` (sent by the browser on reconnect), else ``?after=SEQ``.
+
+    A malformed ``Last-Event-ID`` counts as a cursor for no conversation, so the stream
+    answers it with a reload instead of silently starting from now.
+    """
+    header = request.headers.get("last-event-id")
+    if header:
+        return Cursor.parse(header) or Cursor(0, 0)
+    after = int_param(request.query_params.get("after"), "after")
+    if after is None or conversation_id is None:
+        return None
+    return Cursor(conversation_id, after)
+
+
+def heartbeat() -> ServerSentEvent:
+    # A named event rather than a comment, so a page can notice a silent, half-open stream.
+    return ServerSentEvent(event="ping")
+
+
+class StreamResponse(EventSourceResponse):
+    """An SSE response that ends as soon as its client falls behind.
+
+    A client that stops reading blocks the response in ``send``; its subscription then
+    overflows, and this cancels the response instead of waiting for the send timeout. The
+    client reconnects and resumes from its cursor, so nothing is lost.
+    """
+
+    def __init__(self, stream: Stream) -> None:
+        self.shutting_down = anyio.Event()
+        super().__init__(
+            stream.frames(), ping=HEARTBEAT_SECONDS, ping_message_factory=heartbeat,
+            send_timeout=SEND_TIMEOUT_SECONDS, headers={"Cache-Control": "no-cache, no-store"},
+            shutdown_event=self.shutting_down, shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
+        )
+        self.stream = stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        audience = self.stream.view.audience
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._cancel_when_behind, group.cancel_scope)
+                group.start_soon(self._stop_on_shutdown)
+                await super().__call__(scope, receive, send)
+                group.cancel_scope.cancel()
+        except SendTimeoutError:
+            self.stream.fell_behind.set()
+        if self.stream.fell_behind.is_set():
+            metrics.STREAMS_DROPPED.labels(audience).inc()
+            logger.info("Disconnected a %s stream whose client fell behind", audience)
+
+    async def _stop_on_shutdown(self) -> None:
+        # End the response properly, so the client sees a finished stream and reconnects
+        # (to another process) at once.
+        await self.shutting_down.wait()
+        self.stream.stop()
+
+    async def _cancel_when_behind(self, scope: anyio.CancelScope) -> None:
+        await self.stream.fell_behind.wait()
+        scope.cancel()
+
+
+def sse_response(request: Request, view: View) -> StreamResponse:
+    svc = services(request)
+    limits = StreamLimits(replay_limit=svc.settings.replay_limit)
+    return StreamResponse(Stream(svc, view, requested_cursor(request, view.conversation_id),
+                                 limits))

@@ -1,0 +1,107 @@
+"""The stream core on a real PostgreSQL, with a broker that delivers in an order the test picks.
+
+Two publishes can overtake each other on their way through the broker (design 5.4); here
+the test makes them, deterministically, to prove what the stream does about it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from chat import db, frames, metrics
+from chat.actions import conversations as actions
+from chat.broker import MemoryBroker
+from chat.config import Settings
+from chat.services import Services
+from chat.stream import Stream
+from chat.web.widget import VisitorView
+from tests.conftest import Seed
+
+
+class HeldBroker(MemoryBroker):
+    """Keeps every publish until the test releases it, in whatever order it likes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[tuple[str, bytes]] = []
+
+    async def publish(self, topic: str, payload: bytes) -> None:
+        self.held.append((topic, payload))
+
+    def release(self, topic: str, *indexes: int) -> None:
+        on_topic = [payload for t, payload in self.held if t == topic]
+        for index in indexes:
+            self._dispatch(topic, on_topic[index])
+
+
+@pytest.fixture
+async def svc(pool: db.Pool, tmp_path: Path) -> AsyncIterator[Services]:
+    settings = Settings.from_env({"CHAT_DATA_DIR": str(tmp_path), "SECRET_KEY": "k" * 40})
+    frames.cache.clear()  # ids restart with every test's fresh tables; in production they never do
+    yield Services(settings, pool, HeldBroker())
+
+
+async def next_frame(stream: AsyncIterator[bytes], timeout: float = 5) -> bytes:
+    async with asyncio.timeout(timeout):
+        return await anext(stream)
+
+
+def frame_id(frame: bytes) -> str | None:
+    for line in frame.decode().splitlines():
+        if line.startswith("id: "):
+            return line[4:]
+    return None
+
+
+async def test_an_entry_that_overtakes_an_earlier_one_is_preceded_by_it_from_the_database(
+    svc: Services, seed: Seed,
+) -> None:
+    broker = svc.broker
+    assert isinstance(broker, HeldBroker)
+    started = await actions.start(svc, site_id=seed.site_id, visitor_id=None, body="one")
+    conversation = started.conversation.id
+    topic = f"conv:{conversation}"
+    stream = Stream(svc, VisitorView(conversation), cursor=None).frames()
+    assert b"event: hello" in await next_frame(stream)
+    assert b'data-status="waiting"' in await next_frame(stream)  # state, then live from seq 1
+
+    await actions.send(svc, conversation, body="two")
+    await actions.send(svc, conversation, body="three")
+    gaps_before = metrics.GAP_FILLS.labels("visitor")._value.get()
+    broker.release(topic, 2)  # "three" (seq 3) arrives first...
+    received = [await next_frame(stream) for _ in range(3)]  # its state, then 2 and 3
+    assert [frame_id(f) for f in received if frame_id(f)] == [f"{conversation}-2",
+                                                              f"{conversation}-3"]
+    assert b"two" in received[1] and b"three" in received[2]
+    assert metrics.GAP_FILLS.labels("visitor")._value.get() == gaps_before + 1
+
+    broker.release(topic, 1)  # ...and "two" arrives late: nothing is sent twice
+    with pytest.raises(TimeoutError):
+        await next_frame(stream, timeout=1)
+
+
+async def test_a_change_is_rendered_once_per_audience_however_many_streams_send_it(
+    svc: Services, seed: Seed,
+) -> None:
+    broker = svc.broker
+    assert isinstance(broker, HeldBroker)
+    started = await actions.start(svc, site_id=seed.site_id, visitor_id=None, body="one")
+    conversation = started.conversation.id
+    streams = [Stream(svc, VisitorView(conversation), cursor=None).frames() for _ in range(5)]
+    for stream in streams:
+        await next_frame(stream)  # hello
+        await next_frame(stream)  # status
+    await actions.send(svc, conversation, body="to everyone")
+    renders_before = frames.cache.renders
+    broker.release(f"conv:{conversation}", 1)
+    sent = [[await next_frame(s), await next_frame(s)] for s in streams]  # status, entry
+    assert frames.cache.renders == renders_before + 2  # one status, one entry
+    assert all(batch[1] is sent[0][1] for batch in sent)  # the very same bytes
+    assert frame_id(sent[0][1]) == f"{conversation}-2"
+    for stream in streams:
+        await stream.aclose()
+    assert broker.subscription_count() == 0
