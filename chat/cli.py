@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import getpass
+import json
 import logging
 import os
 import signal
@@ -120,6 +121,36 @@ def cmd_create_agent(args: argparse.Namespace, settings: Settings) -> None:
         asyncio.run(create(url))
 
 
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> None:
+    from chat import bench
+
+    config = bench.BenchConfig(
+        url=args.url, conversations=args.conversations, streams=args.streams, rate=args.rate,
+        duration=args.duration, workers=args.workers, site_key=args.site_key,
+    )
+    if config.url is not None:
+        if config.site_key is None:
+            raise CommandError("--url needs --site-key: the public key of a site on that server.")
+        result = asyncio.run(bench.measure(config, config.url, config.site_key, None))
+    else:
+        if config.workers > 1 and settings.redis_url is None:
+            raise CommandError(f"--workers {config.workers} needs REDIS_URL.")
+        with database_url(settings) as url:
+            asyncio.run(_migrate(url))
+            site_key = config.site_key or asyncio.run(_first_site_key(url))
+            os.environ["DATABASE_URL"] = url
+            with bench.own_server(config) as (base_url, server):
+                usage = bench.ServerUsage(server)
+                result = asyncio.run(bench.measure(config, base_url, site_key, usage))
+    print(json.dumps(result, indent=2))
+
+
+async def _first_site_key(url: str) -> str:
+    async with db.connect(url) as conn:
+        key: str = await conn.fetchval("SELECT public_key FROM sites WHERE enabled ORDER BY id")
+    return key
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chat", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -141,6 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--name", required=True)
     agent.add_argument("--admin", action="store_true", help="give the account the admin role")
     agent.set_defaults(handler=cmd_create_agent)
+
+    bench = commands.add_parser(
+        "bench", help="measure live delivery: streams, message rate, latency, server CPU/RSS"
+    )
+    bench.add_argument("--url", help="a running server to target (default: start one)")
+    bench.add_argument("--site-key", help="the site to use (default: the first site)")
+    bench.add_argument("--conversations", type=_positive, default=1000)
+    bench.add_argument("--streams", type=_positive, default=2000)
+    bench.add_argument("--rate", type=float, default=500.0, help="messages per second")
+    bench.add_argument("--duration", type=float, default=30.0, help="seconds of posting")
+    bench.add_argument("--workers", type=_positive, default=1,
+                       help="server worker processes when the bench starts the server")
+    bench.set_defaults(handler=cmd_bench)
     return parser
 
 

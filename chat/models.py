@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeAlias
 
@@ -52,10 +52,11 @@ class Entry:
         )
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["created_at"] = self.created_at.isoformat()
-        data["meta"] = dict(self.meta)
-        return data
+        return {
+            "conversation_id": self.conversation_id, "seq": self.seq, "kind": self.kind,
+            "body": self.body, "created_at": self.created_at.isoformat(), "author": self.author,
+            "client_id": self.client_id, "meta": dict(self.meta),
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Entry:
@@ -94,7 +95,7 @@ class ConversationState:
         return cls(**{name: row[name] for name in cls.__slots__})
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in self.__slots__}
         data["created_at"] = self.created_at.isoformat()
         data["last_activity_at"] = self.last_activity_at.isoformat()
         return data

@@ -17,6 +17,7 @@ cannot be served (another conversation, beyond the end, or too far behind) gets 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -35,6 +36,12 @@ from chat.services import Services
 logger = logging.getLogger(__name__)
 
 MAX_VERSIONS_TRACKED = 10_000
+
+
+@functools.lru_cache(maxsize=1024)
+def decode(payload: bytes) -> Change:
+    """Every stream of a process gets the same payload object: decode it once."""
+    return Change.decode(payload)
 
 
 class View(Protocol):
@@ -77,6 +84,7 @@ class Stream:
     limits: StreamLimits = field(default_factory=StreamLimits)
     last_seq: int | None = None  # the newest history sequence the client has, once known
     versions: dict[int, int] = field(default_factory=dict)  # newest state shown, by conversation
+    shown: dict[int, list[bytes]] = field(default_factory=dict)  # its frames, by conversation
     # Set when the client fell behind, so the response can end even while blocked sending.
     fell_behind: asyncio.Event = field(default_factory=asyncio.Event)
     stopping: bool = False
@@ -98,9 +106,10 @@ class Stream:
                 yield frames.HELLO
                 batch, source = await self._catch_up(), "replay"
                 while batch is not None:
-                    for frame in batch:
-                        metrics.EVENTS_SENT.labels(audience, source).inc()
-                        yield frame
+                    if batch:
+                        # One write per wake-up, however many events it carries.
+                        metrics.EVENTS_SENT.labels(audience, source).inc(len(batch))
+                        yield b"".join(batch)
                     try:
                         async with asyncio.timeout(self.limits.check_interval):
                             item = await sub.get()
@@ -112,7 +121,7 @@ class Stream:
                     if self.stopping:
                         return
                     if isinstance(item, Delivery):
-                        batch, source = await self._apply(Change.decode(item.payload)), "live"
+                        batch, source = await self._apply(decode(item.payload)), "live"
                     else:
                         batch, source = await self._catch_up(), "resync"
                 yield frames.RELOAD
@@ -127,6 +136,7 @@ class Stream:
         async with self.svc.pool.acquire() as conn:
             batch, states = await self.view.snapshot(conn)
             self._remember(states)
+            self.shown.clear()  # the snapshot re-rendered everything
             conversation = next((s for s in states if s.id == self.view.conversation_id), None)
             if conversation is None:
                 return batch
@@ -183,7 +193,10 @@ class Stream:
         state = change.conversation
         if state.version > self.versions.get(state.id, 0):
             self._remember([state])
-            batch += self.view.state_frames(state)
+            shown = self.view.state_frames(state)
+            if shown != self.shown.get(state.id):  # most messages leave the status as it was
+                self.shown[state.id] = shown
+                batch += shown
         if state.id != self.view.conversation_id or self.last_seq is None:
             return batch
         metrics.DELIVERY_LAG.observe(max(0.0, time.time() - change.published_at))
@@ -222,5 +235,6 @@ class Stream:
     def _remember(self, states: Sequence[ConversationState]) -> None:
         if len(self.versions) > MAX_VERSIONS_TRACKED:
             self.versions.clear()  # rare; at worst a stale state shows until the next change
+            self.shown.clear()
         for state in states:
             self.versions[state.id] = max(state.version, self.versions.get(state.id, 0))

@@ -55,6 +55,8 @@ CREATE TABLE conversations (
     -- Bumped by every change to this row, so a stream can drop a state update that the
     -- broker delivered after a newer one.
     version          bigint NOT NULL DEFAULT 1,
+    -- The start of the newest visitor or agent message, for inbox rows.
+    preview          text,
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
     last_activity_at timestamptz NOT NULL DEFAULT now(),

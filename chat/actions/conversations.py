@@ -15,12 +15,13 @@ from typing import Any
 from chat import events, tokens, validation
 from chat.db import Connection, transaction
 from chat.errors import Conflict, Invalid, NotFound
-from chat.models import Agent, Change, ConversationState, Entry, Status
+from chat.models import STATUSES, Agent, Change, ConversationState, Entry, Status
 from chat.queries import agents as agent_queries
 from chat.queries import conversations, messages, visitors
 from chat.services import Services
 
 MAX_BODY_LENGTH = 5000
+OPEN: tuple[Status, ...] = ("waiting", "active")
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -123,10 +124,10 @@ async def start(
             await visitors.update_contact(conn, visitor_id, name=contact.name,
                                           email=contact.email)
         conversation_id = await conversations.insert(conn, site_id=site_id, visitor_id=visitor_id)
-        await conversations.lock(conn, conversation_id)
-        entry = await messages.append(conn, conversation_id, kind="visitor", body=text,
-                                      client_id=cid)
-        state = await _current(conn, conversation_id)
+        added = await messages.append(conn, conversation_id, kind="visitor", body=text,
+                                      client_id=cid, statuses=("waiting",))
+        assert added is not None  # a new conversation, waiting, with no entries yet
+    entry, state = added
     await events.publish(svc.broker, Change(state, (entry,)))
     return Started(entry, state, created=True, visitor_token=token)
 
@@ -143,45 +144,75 @@ async def send(
     """Add a visitor message (no ``agent``), an agent reply, or a private note.
 
     A retried send (same ``client_id``) returns the first message and publishes nothing.
-    An agent replying to a waiting conversation takes it, as if they had claimed it.
+    Visitors write to open conversations only; notes go anywhere. This is the hot path:
+    one statement, no explicit transaction.
     """
     text, cid = clean_body(body), clean_client_id(client_id)
-    kind = "visitor" if agent is None else "note" if note else "agent"
+    if agent is not None and not note:
+        return await _reply(svc, conversation_id, agent, text, cid)
+    async with svc.pool.acquire() as conn:
+        added = await messages.append(
+            conn, conversation_id, kind="note" if note else "visitor", body=text, client_id=cid,
+            statuses=STATUSES if note else OPEN, agent_id=agent.id if agent else None,
+            author=agent.name if agent else None,
+        )
+        if added is None:
+            return await _refused(conn, conversation_id, cid, agent)
+    entry, state = added
+    await events.publish(svc.broker, Change(state, (entry,)))
+    return Sent(entry, state, created=True)
+
+
+async def _reply(
+    svc: Services, conversation_id: int, agent: Agent, text: str, cid: str | None
+) -> Sent:
+    """An agent's reply; to a waiting conversation it first takes it, as a claim would."""
     async with transaction(svc.pool) as conn:
         row = await conversations.lock(conn, conversation_id)
         if row is None:
             raise NotFound("No such conversation.")
-        if cid is not None:
-            existing = await messages.by_client_id(conn, conversation_id, cid)
-            if existing is not None:
-                return Sent(existing, await _current(conn, conversation_id), created=False)
         new: list[Entry] = []
-        if kind != "note" and row["status"] == "closed":
-            state = await _current(conn, conversation_id)
-            raise StaleState("This conversation is closed." + (
-                " Start a new one." if agent is None else " Reopen it to reply."), state)
-        if kind == "agent" and row["status"] == "waiting":
-            assert agent is not None
-            new.append(await _transition(conn, conversation_id, agent, "active", agent.id,
-                                         f"{agent.name} joined the conversation"))
-        new.append(await messages.append(
-            conn, conversation_id, kind=kind, body=text, client_id=cid,
-            agent_id=agent.id if agent else None, author=agent.name if agent else None,
-        ))
-        state = await _current(conn, conversation_id)
-    await events.publish(svc.broker, Change(state, tuple(new)))
-    return Sent(new[-1], state, created=True)
+        if row["status"] == "waiting":
+            joined, _ = await _transition(conn, conversation_id, agent, "active", agent.id,
+                                          f"{agent.name} joined the conversation")
+            new.append(joined)
+        added = await messages.append(conn, conversation_id, kind="agent", body=text,
+                                      client_id=cid, statuses=("active",), agent_id=agent.id,
+                                      author=agent.name)
+        if added is None:
+            return await _refused(conn, conversation_id, cid, agent)
+    entry, state = added
+    await events.publish(svc.broker, Change(state, (*new, entry)))
+    return Sent(entry, state, created=True)
+
+
+async def _refused(
+    conn: Connection, conversation_id: int, cid: str | None, agent: Agent | None
+) -> Sent:
+    """Why an append wrote nothing: a retried send (answer with the first), else the status."""
+    if cid is not None:
+        existing = await messages.by_client_id(conn, conversation_id, cid)
+        if existing is not None:
+            return Sent(existing, await _current(conn, conversation_id), created=False)
+    state = await conversations.state(conn, conversation_id)
+    if state is None:
+        raise NotFound("No such conversation.")
+    raise StaleState("This conversation is closed." + (
+        " Start a new one." if agent is None else " Reopen it to reply."), state)
 
 
 async def _transition(
     conn: Connection, conversation_id: int, agent: Agent, status: Status,
     assignee_id: int | None, activity: str,
-) -> Entry:
+) -> tuple[Entry, ConversationState]:
+    """Set status and assignee, and say so in the history. The caller holds the lock."""
     await conversations.update(conn, conversation_id, status=status, assignee_id=assignee_id)
-    return await messages.append(
-        conn, conversation_id, kind="activity", body=activity, agent_id=agent.id,
-        author=agent.name, meta={"status": status, "assignee_id": assignee_id},
+    added = await messages.append(
+        conn, conversation_id, kind="activity", body=activity, statuses=(status,),
+        agent_id=agent.id, author=agent.name, meta={"status": status, "assignee_id": assignee_id},
     )
+    assert added is not None  # locked, and just given this status
+    return added
 
 
 async def _change_status(
@@ -206,8 +237,8 @@ async def _change_status(
             raise StaleState(refusal.format(who=who, status=state.status), state)
         if keep_assignee:
             assignee_id = row["assignee_id"]
-        entry = await _transition(conn, conversation_id, agent, status, assignee_id, activity)
-        state = await _current(conn, conversation_id)
+        entry, state = await _transition(conn, conversation_id, agent, status, assignee_id,
+                                         activity)
     await events.publish(svc.broker, Change(state, (entry,)))
     return state
 

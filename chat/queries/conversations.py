@@ -9,17 +9,17 @@ from chat.models import ConversationState
 
 # One shape for every reader of state (inbox rows, banners, published changes), so a
 # row rendered from a broker payload is identical to one rendered from the database.
-STATE = """
-SELECT c.id, c.site_id, c.visitor_id, c.status, c.assignee_id, a.name AS assignee_name,
-       v.name AS visitor_name, v.email AS visitor_email, c.last_seq, c.version,
-       c.created_at, c.last_activity_at,
-       (SELECT m.body FROM messages m
-         WHERE m.conversation_id = c.id AND m.kind IN ('visitor', 'agent')
-         ORDER BY m.seq DESC LIMIT 1) AS preview
-  FROM conversations c
+# ``c`` is the conversation; messages.append selects the same columns.
+STATE_COLUMNS = """
+       c.id, c.site_id, c.visitor_id, c.status, c.assignee_id, a.name AS assignee_name,
+       v.name AS visitor_name, v.email AS visitor_email, c.preview, c.last_seq, c.version,
+       c.created_at, c.last_activity_at
+"""
+STATE_JOINS = """
   JOIN visitors v ON v.id = c.visitor_id
   LEFT JOIN agents a ON a.id = c.assignee_id
 """
+STATE = f"SELECT {STATE_COLUMNS} FROM conversations c {STATE_JOINS}"
 
 
 async def insert(conn: Connection, *, site_id: int, visitor_id: int) -> int:
@@ -31,7 +31,11 @@ async def insert(conn: Connection, *, site_id: int, visitor_id: int) -> int:
 
 
 async def lock(conn: Connection, conversation_id: int) -> Record | None:
-    """The row, locked until the transaction ends: every history write goes through here."""
+    """The row, locked until the transaction ends: every history write goes through here.
+
+    Anything that must see the writes of whoever held the lock before (such as a retried
+    send's first attempt) must be a later statement: this one's snapshot predates the wait.
+    """
     row: Record | None = await conn.fetchrow(
         "SELECT id, site_id, visitor_id, status, assignee_id FROM conversations "
         "WHERE id = $1 FOR UPDATE",

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chat.db import Connection
-from chat.models import Entry
+from chat.models import ConversationState, Entry
+from chat.queries import conversations
 
 COLUMNS = "m.conversation_id, m.seq, m.kind, m.body, m.meta, m.client_id, m.created_at"
+
+
+PREVIEW_LENGTH = 280
 
 
 async def append(
@@ -17,34 +21,58 @@ async def append(
     *,
     kind: str,
     body: str,
+    statuses: Sequence[str],
     agent_id: int | None = None,
     author: str | None = None,
     client_id: str | None = None,
     meta: Mapping[str, Any] | None = None,
-) -> Entry:
-    """Add an entry with the conversation's next sequence number.
+) -> tuple[Entry, ConversationState] | None:
+    """Add an entry with the conversation's next sequence number; return it with the
+    conversation's new state. One statement, so it is atomic without a transaction.
 
-    The caller holds the conversation row's lock (see ``conversations.lock``), so sequence
-    order is commit order and there are no gaps.
+    None, with nothing written, when the conversation is missing, its status is not one
+    of ``statuses``, or ``client_id`` was used in it before (a retried send).
+
+    The row lock orders writers: sequence order is commit order, with no gaps. After
+    waiting for the lock, ``FOR UPDATE`` (and the UPDATE) see the row as the previous
+    holder committed it, and ``ON CONFLICT`` sees its committed entry.
     """
     row = await conn.fetchrow(
         f"""
-        WITH c AS (
-            UPDATE conversations
-               SET last_seq = last_seq + 1, version = version + 1, updated_at = now(),
-                   last_activity_at = CASE WHEN $2 IN ('visitor', 'agent') THEN now()
-                                           ELSE last_activity_at END
-             WHERE id = $1
-         RETURNING id, last_seq
+        WITH locked AS (
+            SELECT id, last_seq FROM conversations
+             WHERE id = $1 AND status = ANY($7::text[])
+               FOR UPDATE
+        ), entry AS (
+            INSERT INTO messages AS m
+                   (conversation_id, seq, kind, body, agent_id, client_id, meta)
+            SELECT locked.id, locked.last_seq + 1, $2, $3, $4, $5, $6 FROM locked
+                ON CONFLICT (conversation_id, client_id) DO NOTHING
+            RETURNING {COLUMNS}
+        ), c AS (
+            UPDATE conversations c
+               SET last_seq = entry.seq, version = c.version + 1, updated_at = now(),
+                   last_activity_at = CASE WHEN entry.kind IN ('visitor', 'agent')
+                                           THEN now() ELSE c.last_activity_at END,
+                   preview = CASE WHEN entry.kind IN ('visitor', 'agent')
+                                  THEN left(entry.body, {PREVIEW_LENGTH}) ELSE c.preview END
+              FROM entry
+             WHERE c.id = entry.conversation_id
+         RETURNING c.*
         )
-        INSERT INTO messages AS m (conversation_id, seq, kind, body, agent_id, client_id, meta)
-        SELECT c.id, c.last_seq, $2, $3, $4, $5, $6::jsonb FROM c
-        RETURNING {COLUMNS}
+        SELECT entry.seq AS entry_seq, entry.kind AS entry_kind, entry.body AS entry_body,
+               entry.meta AS entry_meta, entry.client_id AS entry_client_id,
+               entry.created_at AS entry_created_at, {conversations.STATE_COLUMNS}
+          FROM entry, c {conversations.STATE_JOINS}
         """,
-        conversation_id, kind, body, agent_id, client_id, dict(meta or {}),
+        conversation_id, kind, body, agent_id, client_id, dict(meta or {}), list(statuses),
     )
-    assert row is not None, f"conversation {conversation_id} vanished under its lock"
-    return Entry.from_row({**dict(row.items()), "author": author})
+    if row is None:
+        return None
+    entry = Entry(conversation_id=conversation_id, seq=row["entry_seq"], kind=row["entry_kind"],
+                  body=row["entry_body"], created_at=row["entry_created_at"], author=author,
+                  client_id=row["entry_client_id"], meta=row["entry_meta"] or {})
+    return entry, ConversationState.from_row(row)
 
 
 async def by_client_id(conn: Connection, conversation_id: int, client_id: str) -> Entry | None:

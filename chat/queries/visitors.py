@@ -44,3 +44,21 @@ async def update_contact(
         "last_seen_at = now() WHERE id = $1",
         visitor_id, name, email,
     )
+
+
+async def access(
+    conn: Connection, public_key: str, token_hash: bytes | None, conversation_id: int | None
+) -> Record | None:
+    """In one round trip: the site (None if unknown or disabled), the token's visitor on that
+    site, and the conversation if that visitor owns it."""
+    row: Record | None = await conn.fetchrow(
+        """
+        SELECT s.id AS site_id, v.id AS visitor_id, c.id AS conversation_id
+          FROM sites s
+          LEFT JOIN visitors v ON v.site_id = s.id AND v.token_hash = $2
+          LEFT JOIN conversations c ON c.id = $3 AND c.visitor_id = v.id
+         WHERE s.public_key = $1 AND s.enabled
+        """,
+        public_key, token_hash, conversation_id,
+    )
+    return row

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from asyncpg import Record
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -23,7 +22,7 @@ from chat.errors import NotFound, Unauthorized
 from chat.events import conversation_topic
 from chat.frames import Audience
 from chat.models import ConversationState
-from chat.queries import conversations, sites, visitors
+from chat.queries import conversations, visitors
 from chat.services import services
 from chat.templating import render
 from chat.web.http import fields, wants_html
@@ -32,38 +31,30 @@ from chat.web.streaming import sse_response
 TOKEN_HEADER = "x-visitor-token"
 
 
-async def site_of(request: Request) -> Record:
-    async with services(request).pool.acquire() as conn:
-        site = await sites.by_public_key(conn, request.path_params["site_key"])
-    if site is None:
-        raise NotFound("This chat is not available: the site key is unknown or disabled.")
-    return site
+@dataclass(frozen=True, slots=True)
+class Access:
+    site_id: int
+    visitor_id: int | None
+    conversation_id: int | None
 
 
-async def visitor_of(request: Request, site: Record) -> Record | None:
-    """The visitor whose token the request carries; :class:`Unauthorized` for a bad one."""
+async def authorize(request: Request, *, conversation: bool = False) -> Access:
+    """Who is asking, checked in one query: the site in the path, the visitor of the
+    token header, and (with ``conversation``) that the visitor owns the one in the path."""
     token = request.headers.get(TOKEN_HEADER)
-    if not token:
-        return None
+    conversation_id = request.path_params.get("conversation_id") if conversation else None
     async with services(request).pool.acquire() as conn:
-        visitor = await visitors.by_token_hash(conn, site["id"], tokens.token_hash(token))
-    if visitor is None:
+        row = await visitors.access(conn, request.path_params["site_key"],
+                                    tokens.token_hash(token) if token else None, conversation_id)
+    if row is None:
+        raise NotFound("This chat is not available: the site key is unknown or disabled.")
+    if token and row["visitor_id"] is None:
         raise Unauthorized("This visitor token is not valid here; start a new conversation.")
-    return visitor
-
-
-async def own_conversation(request: Request) -> tuple[Record, int]:
-    """(site, conversation id) when the request's visitor owns the conversation in the path."""
-    site = await site_of(request)
-    visitor = await visitor_of(request, site)
-    if visitor is None:
+    if conversation and row["visitor_id"] is None:
         raise Unauthorized("A visitor token is required.")
-    conversation_id = int(request.path_params["conversation_id"])
-    async with services(request).pool.acquire() as conn:
-        owned = await conversations.of_visitor(conn, visitor["id"], conversation_id)
-    if owned is None:
+    if conversation and row["conversation_id"] is None:
         raise NotFound("No such conversation.")
-    return site, conversation_id
+    return Access(row["site_id"], row["visitor_id"], row["conversation_id"])
 
 
 def sent_response(request: Request, sent: Sent, token: str | None = None) -> Response:
@@ -82,13 +73,12 @@ def sent_response(request: Request, sent: Sent, token: str | None = None) -> Res
 
 
 async def start_conversation(request: Request) -> Response:
-    site = await site_of(request)
-    visitor = await visitor_of(request, site)
+    access = await authorize(request)
     data = await fields(request)
     details = {"page": request.headers.get("referer"),
                "user_agent": request.headers.get("user-agent")}
     started = await actions.start(
-        services(request), site_id=site["id"], visitor_id=visitor["id"] if visitor else None,
+        services(request), site_id=access.site_id, visitor_id=access.visitor_id,
         body=data.get("body"), client_id=data.get("client_id"),
         contact=Contact.clean(data.get("name"), data.get("email"), details),
     )
@@ -96,9 +86,10 @@ async def start_conversation(request: Request) -> Response:
 
 
 async def send_message(request: Request) -> Response:
-    _, conversation_id = await own_conversation(request)
+    access = await authorize(request, conversation=True)
     data = await fields(request)
-    sent = await actions.send(services(request), conversation_id, body=data.get("body"),
+    assert access.conversation_id is not None
+    sent = await actions.send(services(request), access.conversation_id, body=data.get("body"),
                               client_id=data.get("client_id"))
     return sent_response(request, sent)
 
@@ -125,8 +116,9 @@ class VisitorView:
 
 
 async def stream(request: Request) -> Response:
-    _, conversation_id = await own_conversation(request)
-    return sse_response(request, VisitorView(conversation_id))
+    access = await authorize(request, conversation=True)
+    assert access.conversation_id is not None
+    return sse_response(request, VisitorView(access.conversation_id))
 
 
 routes = [
