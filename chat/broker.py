@@ -405,16 +405,18 @@ class RedisBroker(_LocalFanout):
 
     async def _read(self) -> None:
         loop = asyncio.get_running_loop()
-        last_heard = next_sweep = loop.time()
+        last_heard = last_ping = next_sweep = loop.time()
         while True:
-            message = await self._pubsub.get_message(timeout=self.PING_INTERVAL)
+            # Wake at least every second, to drop idle channels on time.
+            message = await self._pubsub.get_message(timeout=1.0)
             now = loop.time()
             if message is not None:
                 last_heard = now
                 self._handle(message)
             elif now - last_heard > 3 * self.PING_INTERVAL:
                 raise ConnectionError("Redis stopped answering pings")
-            else:
+            elif now - max(last_heard, last_ping) > self.PING_INTERVAL:
+                last_ping = now
                 await self._pubsub.ping()
             if now >= next_sweep:
                 next_sweep = now + 1.0

@@ -105,7 +105,6 @@ async def test_redis_channels_are_dropped_after_their_last_subscriber_leaves(
     redis_url: str,
 ) -> None:
     broker = redis_broker(redis_url, linger=0.2)
-    broker.PING_INTERVAL = 0.2  # sweep often
     await broker.start()
     try:
         async with subscribed(broker, ["a", "b"]):

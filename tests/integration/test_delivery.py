@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from tests.clients import Agent, Visitor, new_client_id
 from tests.conftest import Seed
@@ -315,6 +316,13 @@ async def test_closed_streams_leave_no_stream_subscription_or_task_behind(
             await asyncio.sleep(0.1)
     for audience in ("visitor", "agent"):
         assert await _metric(app, f'chat_streams_open{{audience="{audience}"}}') == 0
+    # Redis channels outlive their last stream by a few seconds (a reconnect reuses them).
+    redis = aioredis.from_url(redis_url)
+    channels = [f"chat:conv:{visitor.conversation_id}", f"chat:site:{seed.site_id}"]
+    async with asyncio.timeout(15):
+        while any(count for _, count in await redis.pubsub_numsub(*channels)):
+            await asyncio.sleep(0.2)
+    await redis.aclose()
     await visitor.close()
     await agent.close()
 
