@@ -8,12 +8,17 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
 
 from chat import db
 from chat.broker import create_broker
 from chat.config import Settings
+from chat.ratelimit import RateLimiter
+from chat.resources import resource_dir
 from chat.services import Services
 from chat.web import auth, dashboard, health, metrics, widget
+from chat.web.cors import WidgetCors
 from chat.web.http import EXCEPTION_HANDLERS, BodySizeLimit
 
 logger = logging.getLogger(__name__)
@@ -33,7 +38,8 @@ def create_app(settings: Settings) -> Starlette:
                 await db.check_schema(conn)
             broker = create_broker(settings.redis_url)
             await broker.start()
-            app.state.services = Services(settings=settings, pool=pool, broker=broker)
+            limiter = RateLimiter(settings.redis_url, enabled=settings.rate_limits)
+            app.state.services = Services(settings, pool, broker, limiter)
             try:
                 yield
             finally:
@@ -43,8 +49,9 @@ def create_app(settings: Settings) -> Starlette:
 
     return Starlette(
         routes=[*health.routes, *metrics.routes, *auth.routes, *widget.routes,
-                *dashboard.routes],
-        middleware=[Middleware(BodySizeLimit)],
+                *dashboard.routes,
+                Mount("/static", StaticFiles(directory=resource_dir("static")), name="static")],
+        middleware=[Middleware(BodySizeLimit), Middleware(WidgetCors)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -19,11 +19,13 @@ from collections.abc import Callable, Iterator, Sequence
 
 from chat import db
 from chat.actions.agents import create_agent
-from chat.actions.sites import ensure_default_site
+from chat.actions.sites import create_site, ensure_default_site
 from chat.app import configure_logging
 from chat.config import ConfigError, Settings
 from chat.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from chat.errors import ChatError
+from chat.queries import sites as site_queries
+from chat.sites import Site, embed_snippet
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +153,30 @@ async def _first_site_key(url: str) -> str:
     return key
 
 
+def cmd_site(args: argparse.Namespace, settings: Settings) -> None:
+    base_url = settings.public_url or "http://127.0.0.1:8000"
+
+    async def run(url: str) -> list[Site]:
+        async with db.connect(url) as conn:
+            await db.check_schema(conn)
+            if args.site_command == "add":
+                rows = [await create_site(conn, args.name, args.origin)]
+            else:
+                rows = await site_queries.all_sites(conn)
+        return [Site.from_row(row) for row in rows]
+
+    with database_url(settings) as url:
+        found = asyncio.run(run(url))
+    if not found:
+        print("No sites yet: `chat serve` creates the first one, or use `chat site add`.")
+    for site in found:
+        origins = ", ".join(site.allowed_origins) or "any (add origins to restrict)"
+        print(f"{site.name}  (id {site.id}{'' if site.enabled else ', disabled'})\n"
+              f"  public key:      {site.public_key}\n"
+              f"  allowed origins: {origins}\n"
+              f"  embed snippet:   {embed_snippet(base_url, site.public_key)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chat", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -172,6 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--name", required=True)
     agent.add_argument("--admin", action="store_true", help="give the account the admin role")
     agent.set_defaults(handler=cmd_create_agent)
+
+    site = commands.add_parser("site", help="list or add the websites that embed the widget")
+    site_commands = site.add_subparsers(dest="site_command", required=True, metavar="ACTION")
+    site_commands.add_parser("list", help="every site with its key, origins and embed snippet")
+    add = site_commands.add_parser("add", help="create a site allowed on the given origins")
+    add.add_argument("name")
+    add.add_argument("--origin", action="append", default=[], metavar="ORIGIN",
+                     help="e.g. https://www.example.com (repeat for several)")
+    site.set_defaults(handler=cmd_site)
 
     bench = commands.add_parser(
         "bench", help="measure live delivery: streams, message rate, latency, server CPU/RSS"

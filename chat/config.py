@@ -19,6 +19,15 @@ logger = logging.getLogger(__name__)
 
 HTMX_VERSION = "4.0.1"
 DEFAULT_HTMX_URL = f"https://cdn.jsdelivr.net/npm/htmx.org@{HTMX_VERSION}/dist"
+# The files pages load from HTMX_URL, with their Subresource Integrity hashes (computed from
+# the npm package htmx.org@4.0.1), so a CDN or a mirror cannot change what runs.
+HTMX_FILES = {
+    "htmx.min.js": "sha384-Qp9rdC8H7EqOoX+nR0P3RPG2Noji+qdwJlGpfzwQJsfOpp3sGwIdSP9xO3+UlEhn",
+    "ext/hx-sse.min.js":
+        "sha384-v8HvucQ+ohQhMg0arboXc5049yNR46QKMjphs7YDch+Wm7zpfK5XVS01f26mQDJV",
+    "ext/hx-upsert.min.js":
+        "sha384-RokoL54Uf58UQMawJe+4j+PvdsTh8FIhlRexOKFKzNSMfDVoMj1ibUt8t9cGkKYd",
+}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SECRET_KEY_FILE = "secret_key"
 MIN_SECRET_KEY_LENGTH = 32
@@ -40,6 +49,7 @@ class Settings:
     htmx_url: str
     log_level: str
     replay_limit: int = 500
+    rate_limits: bool = True
 
     @property
     def embedded_database(self) -> bool:
@@ -63,12 +73,22 @@ class Settings:
             htmx_url=(_url(env, "HTMX_URL", ("http", "https")) or DEFAULT_HTMX_URL).rstrip("/"),
             log_level=log_level,
             replay_limit=_positive_int(env, "STREAM_REPLAY_LIMIT", 500),
+            rate_limits=_switch(env, "RATE_LIMITS", True),
         )
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name, "").strip()
     return value or None
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = (_get(env, name) or "").lower()
+    if not value:
+        return default
+    if value not in ("on", "off"):
+        raise ConfigError(f"{name} must be on or off; got {value!r}.")
+    return value == "on"
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

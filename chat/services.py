@@ -9,6 +9,7 @@ from starlette.requests import HTTPConnection
 from chat.broker import Broker
 from chat.config import Settings
 from chat.db import Pool
+from chat.ratelimit import RateLimiter
 
 
 @dataclass
@@ -16,6 +17,7 @@ class Services:
     settings: Settings
     pool: Pool
     broker: Broker
+    limiter: RateLimiter
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -168,6 +168,8 @@ def app_env(database: str, tmp_path: Path) -> dict[str, str]:
     env.update(
         DATABASE_URL=database, CHAT_DATA_DIR=str(tmp_path / "data"),
         SECRET_KEY="test-secret-key-" + "x" * 32, LOG_LEVEL="INFO",
+        # Tests share one address (and maybe one Redis); the limits have tests of their own.
+        RATE_LIMITS="off",
     )
     return env
 

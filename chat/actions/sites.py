@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import secrets
 
+import asyncpg
 from asyncpg import Record
 
+from chat import validation
 from chat.db import Connection
+from chat.errors import Conflict
 from chat.queries import sites
+from chat.sites import normalize_origin
 
 DEFAULT_SITE_NAME = "My website"
 # Serialises first-run set-up between processes that start at the same moment.
@@ -26,3 +30,14 @@ async def ensure_default_site(conn: Connection) -> Record | None:
             return None
         return await sites.insert(conn, public_key=new_public_key(), name=DEFAULT_SITE_NAME,
                                   allowed_origins=[])
+
+
+async def create_site(conn: Connection, name: str, origins: list[str]) -> Record:
+    """A new site with a fresh public key; origins are normalised and deduplicated."""
+    clean_name = validation.name(name, "name")
+    allowed = list(dict.fromkeys(normalize_origin(origin) for origin in origins))
+    try:
+        return await sites.insert(conn, public_key=new_public_key(), name=clean_name,
+                                  allowed_origins=allowed)
+    except asyncpg.UniqueViolationError:  # a 90-bit random key collided: vanishingly rare
+        raise Conflict("Could not allocate a unique public key; try again.") from None

@@ -71,14 +71,25 @@ async def open_states(conn: Connection, limit: int) -> list[ConversationState]:
     return [ConversationState.from_row(r) for r in rows]
 
 
-async def of_visitor(conn: Connection, visitor_id: int, conversation_id: int) -> Record | None:
-    """The conversation, only if it belongs to this visitor."""
-    row: Record | None = await conn.fetchrow(
-        "SELECT id, site_id, status, last_seq FROM conversations "
-        "WHERE id = $1 AND visitor_id = $2",
-        conversation_id, visitor_id,
+async def latest_of_visitor(
+    conn: Connection, visitor_id: int, conversation_id: int | None = None
+) -> ConversationState | None:
+    """The visitor's conversation ``conversation_id``, or else their open one (or, if none
+    is open, the latest)."""
+    row = await conn.fetchrow(
+        STATE + " WHERE c.visitor_id = $1 AND ($2::bigint IS NULL OR c.id = $2) "
+        "ORDER BY c.status = 'closed', c.last_activity_at DESC LIMIT 1",
+        visitor_id, conversation_id,
     )
-    return row
+    return ConversationState.from_row(row) if row else None
+
+
+async def of_visitor(conn: Connection, visitor_id: int, limit: int) -> list[ConversationState]:
+    rows = await conn.fetch(
+        STATE + " WHERE c.visitor_id = $1 ORDER BY c.last_activity_at DESC LIMIT $2",
+        visitor_id, limit,
+    )
+    return [ConversationState.from_row(r) for r in rows]
 
 
 async def exists(conn: Connection, conversation_id: int) -> bool:

@@ -7,6 +7,7 @@ from asyncpg import Record
 from chat.db import Connection
 
 COLUMNS = "id, public_key, name, allowed_origins, settings, enabled, created_at"
+COLUMNS_OF_S = ", ".join(f"s.{column.strip()}" for column in COLUMNS.split(","))
 
 
 async def by_public_key(conn: Connection, public_key: str) -> Record | None:

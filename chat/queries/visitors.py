@@ -8,6 +8,7 @@ from typing import Any
 from asyncpg import Record
 
 from chat.db import Connection
+from chat.queries import sites
 
 
 async def by_token_hash(conn: Connection, site_id: int, token_hash: bytes) -> Record | None:
@@ -52,8 +53,8 @@ async def access(
     """In one round trip: the site (None if unknown or disabled), the token's visitor on that
     site, and the conversation if that visitor owns it."""
     row: Record | None = await conn.fetchrow(
-        """
-        SELECT s.id AS site_id, v.id AS visitor_id, c.id AS conversation_id
+        f"""
+        SELECT {sites.COLUMNS_OF_S}, v.id AS visitor_id, c.id AS conversation_id
           FROM sites s
           LEFT JOIN visitors v ON v.site_id = s.id AND v.token_hash = $2
           LEFT JOIN conversations c ON c.id = $3 AND c.visitor_id = v.id

@@ -54,7 +54,10 @@ def int_param(value: str | None, name: str) -> int | None:
 def error_response(request: Request, status: int, message: str,
                    field: str | None = None, headers: Mapping[str, str] | None = None) -> Response:
     if wants_html(request):
-        html = render("partials/error.html", message=message, field=field, status=status)
+        # htmx swaps a fragment in; a browser that navigated here gets a whole page.
+        fragment = request.headers.get("hx-request") == "true"
+        html = render("partials/error.html" if fragment else "pages/error.html",
+                      message=message, field=field, status=status)
         return HTMLResponse(html, status_code=status, headers=headers)
     body: dict[str, Any] = {"error": message}
     if field:

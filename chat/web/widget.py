@@ -1,46 +1,53 @@
-"""The visitor's side: start a conversation, send messages, and one stream per conversation.
+"""The visitor's side: the loader script, the iframe page, conversations and their stream.
 
 A visitor is identified by the token in the ``X-Visitor-Token`` header (the loader keeps
-it in the host page's storage), never by a cookie, and reaches only its own conversations:
-anything else is a 404, so a guessed id reveals nothing.
+it in the host page's storage and hands it to the iframe), never by a cookie, and reaches
+only their own conversations: anything else is a 404, so a guessed id reveals nothing.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from chat import frames, tokens
+from chat import frames, ratelimit, tokens
 from chat.actions import conversations as actions
 from chat.actions.conversations import Contact, Sent
 from chat.db import Connection
-from chat.errors import NotFound, Unauthorized
+from chat.errors import Forbidden, Invalid, NotFound, Unauthorized
 from chat.events import conversation_topic
 from chat.frames import Audience
 from chat.models import ConversationState
-from chat.queries import conversations, visitors
+from chat.queries import conversations, messages, visitors
+from chat.resources import resource_dir
 from chat.services import services
-from chat.templating import render
-from chat.web.http import fields, wants_html
+from chat.sites import Site, normalize_origin
+from chat.templating import render, templates
+from chat.web.http import fields, int_param, wants_html
 from chat.web.streaming import sse_response
 
 TOKEN_HEADER = "x-visitor-token"
+PAGE_SIZE = 30
 
 
 @dataclass(frozen=True, slots=True)
 class Access:
-    site_id: int
+    site: Site
     visitor_id: int | None
     conversation_id: int | None
+    token: str | None
 
 
-async def authorize(request: Request, *, conversation: bool = False) -> Access:
-    """Who is asking, checked in one query: the site in the path, the visitor of the
-    token header, and (with ``conversation``) that the visitor owns the one in the path."""
+async def authorize(request: Request, *, conversation: bool = False,
+                    visitor: bool = False) -> Access:
+    """Who is asking, checked in one query: the site in the path, the visitor of the token
+    header (required with ``visitor``), and with ``conversation`` that the visitor owns the
+    one in the path."""
     token = request.headers.get(TOKEN_HEADER)
     conversation_id = request.path_params.get("conversation_id") if conversation else None
     async with services(request).pool.acquire() as conn:
@@ -50,39 +57,156 @@ async def authorize(request: Request, *, conversation: bool = False) -> Access:
         raise NotFound("This chat is not available: the site key is unknown or disabled.")
     if token and row["visitor_id"] is None:
         raise Unauthorized("This visitor token is not valid here; start a new conversation.")
-    if conversation and row["visitor_id"] is None:
+    if (conversation or visitor) and row["visitor_id"] is None:
         raise Unauthorized("A visitor token is required.")
     if conversation and row["conversation_id"] is None:
         raise NotFound("No such conversation.")
-    return Access(row["site_id"], row["visitor_id"], row["conversation_id"])
+    return Access(Site.from_row(row), row["visitor_id"], row["conversation_id"], token)
 
 
-def sent_response(request: Request, sent: Sent, token: str | None = None) -> Response:
+async def loader(request: Request) -> Response:
+    """``/widget.js``: small, cacheable, the same for every site."""
+    return FileResponse(resource_dir("widget") / "loader.js", media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=600"})
+
+
+async def frame(request: Request) -> Response:
+    """The iframe page. Only the site's own origins may frame it (CSP frame-ancestors)."""
+    access = await authorize(request)
+    site = access.site
+    try:
+        origin = normalize_origin(request.query_params.get("origin", ""))
+    except Invalid:
+        raise Invalid("The page embedding the chat did not say its origin.", "origin") from None
+    if not site.allows(origin):
+        raise Forbidden(f"{origin} may not embed this chat; add it to the site's origins.")
+    svc = services(request)
+    response = templates.TemplateResponse(request, "pages/widget.html", {
+        "site": site, "settings": site.settings, "origin": origin,
+        "htmx_url": svc.settings.htmx_url,
+    })
+    response.headers["Content-Security-Policy"] = (
+        f"frame-ancestors {site.frame_ancestors}; default-src 'self'; "
+        f"script-src 'self' {_origin_of(svc.settings.htmx_url)}; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'"
+    )
+    return response
+
+
+def _origin_of(url: str) -> str:
+    return normalize_origin(url) if url.startswith("http") else ""
+
+
+async def current(request: Request) -> Response:
+    """The visitor's conversation (``?id=`` or the latest), or the welcome for a new one."""
+    access = await authorize(request)
+    requested = int_param(request.query_params.get("id"), "id")
+    if access.visitor_id is None or request.query_params.get("new"):
+        return _welcome(request, access, has_past=access.visitor_id is not None)
+    async with services(request).pool.acquire() as conn:
+        state = await conversations.latest_of_visitor(conn, access.visitor_id, requested)
+        if state is None:
+            if requested is not None:
+                raise NotFound("No such conversation.")
+            return _welcome(request, access, has_past=False)
+        entries = await messages.before(conn, state.id, None, PAGE_SIZE, notes=False)
+    return _conversation_view(request, access, state, entries)
+
+
+def _welcome(request: Request, access: Access, *, has_past: bool) -> Response:
+    return HTMLResponse(render("partials/widget_welcome.html", site=access.site,
+                               settings=access.site.settings, has_past=has_past))
+
+
+def _conversation_view(request: Request, access: Access, state: ConversationState,
+                       entries: list[Any], status_code: int = 200,
+                       new_token: str | None = None) -> Response:
+    token = new_token or access.token
+    html = render(
+        "partials/widget_conversation.html", site=access.site, conversation=state,
+        entries=entries, has_older=bool(entries) and entries[0].seq > 1,
+        stream_url=(f"/widget/{access.site.public_key}/conversations/{state.id}/stream"
+                    f"?after={state.last_seq}"),
+        stream_headers=json.dumps({"X-Visitor-Token": token}), audience="visitor",
+    )
+    headers = {"X-Visitor-Token": new_token} if new_token else None
+    return HTMLResponse(html, status_code=status_code, headers=headers)
+
+
+async def past(request: Request) -> Response:
+    """The visitor's conversations, newest first."""
+    access = await authorize(request, visitor=True)
+    assert access.visitor_id is not None
+    async with services(request).pool.acquire() as conn:
+        states = await conversations.of_visitor(conn, access.visitor_id, 50)
+    return HTMLResponse(render("partials/widget_past.html", conversations=states))
+
+
+async def older(request: Request) -> Response:
+    """Entries before ``?before=SEQ``, for scrolling up through a long history."""
+    access = await authorize(request, conversation=True)
+    assert access.conversation_id is not None
+    before = int_param(request.query_params.get("before"), "before")
+    async with services(request).pool.acquire() as conn:
+        entries = await messages.before(conn, access.conversation_id, before, PAGE_SIZE,
+                                        notes=False)
+    return HTMLResponse(render("partials/widget_older.html", entries=entries,
+                               conversation_id=access.conversation_id, audience="visitor",
+                               has_older=bool(entries) and entries[0].seq > 1))
+
+
+def sent_response(request: Request, sent: Sent) -> Response:
     status = 201 if sent.created else 200
     if wants_html(request):
         html = render("partials/entry.html", entry=sent.entry, audience="visitor")
         return HTMLResponse(html, status_code=status)
-    body: dict[str, Any] = {
-        "conversation": {"id": sent.conversation.id, "status": sent.conversation.status},
-        "message": {**sent.entry.to_json(), "cursor": f"{sent.entry.conversation_id}-"
-                                                      f"{sent.entry.seq}"},
-    }
-    if token is not None:
-        body["visitor_token"] = token
-    return JSONResponse(body, status_code=status)
+    return JSONResponse({"conversation": {"id": sent.conversation.id,
+                                          "status": sent.conversation.status},
+                         "message": _message_json(sent)}, status_code=status)
+
+
+def _message_json(sent: Sent) -> dict[str, Any]:
+    entry = sent.entry
+    return {**entry.to_json(), "cursor": f"{entry.conversation_id}-{entry.seq}"}
 
 
 async def start_conversation(request: Request) -> Response:
     access = await authorize(request)
+    svc = services(request)
     data = await fields(request)
-    details = {"page": request.headers.get("referer"),
-               "user_agent": request.headers.get("user-agent")}
+    contact = Contact.clean(data.get("name"), data.get("email"), {
+        "page": data.get("page") if isinstance(data.get("page"), str) else None,
+        "user_agent": request.headers.get("user-agent"),
+    })
+    _require_prechat(access.site, contact)
+    actions.clean_body(data.get("body"))  # refuse bad input before it counts as an attempt
+    client = request.client.host if request.client else "unknown"
+    await svc.limiter.hit(ratelimit.CONVERSATIONS_PER_IP, "ip", client)
+    if access.visitor_id is not None:
+        await svc.limiter.hit(ratelimit.CONVERSATIONS_PER_VISITOR, "visitor",
+                              str(access.visitor_id))
     started = await actions.start(
-        services(request), site_id=access.site_id, visitor_id=access.visitor_id,
-        body=data.get("body"), client_id=data.get("client_id"),
-        contact=Contact.clean(data.get("name"), data.get("email"), details),
+        svc, site_id=access.site.id, visitor_id=access.visitor_id, body=data.get("body"),
+        client_id=data.get("client_id"), contact=contact,
     )
-    return sent_response(request, started, started.visitor_token)
+    if wants_html(request):
+        return _conversation_view(request, access, started.conversation, [started.entry],
+                                  201 if started.created else 200, started.visitor_token)
+    body: dict[str, Any] = {
+        "conversation": {"id": started.conversation.id, "status": started.conversation.status},
+        "message": _message_json(started),
+    }
+    if started.visitor_token is not None:
+        body["visitor_token"] = started.visitor_token
+    return JSONResponse(body, status_code=201 if started.created else 200)
+
+
+def _require_prechat(site: Site, contact: Contact) -> None:
+    settings = site.settings
+    if settings.prechat_name == "required" and not contact.name:
+        raise Invalid("Please tell us your name.", "name")
+    if settings.email_rule == "required" and not contact.email:
+        raise Invalid("Please leave your email so that we can answer.", "email")
 
 
 async def send_message(request: Request) -> Response:
@@ -121,10 +245,15 @@ async def stream(request: Request) -> Response:
     return sse_response(request, VisitorView(access.conversation_id))
 
 
+PREFIX = "/widget/{site_key}"
 routes = [
-    Route("/widget/{site_key}/conversations", start_conversation, methods=["POST"]),
-    Route("/widget/{site_key}/conversations/{conversation_id:int}/messages", send_message,
+    Route("/widget.js", loader, methods=["GET"]),
+    Route(PREFIX + "/frame", frame, methods=["GET"]),
+    Route(PREFIX + "/conversation", current, methods=["GET"]),
+    Route(PREFIX + "/conversations", past, methods=["GET"]),
+    Route(PREFIX + "/conversations", start_conversation, methods=["POST"]),
+    Route(PREFIX + "/conversations/{conversation_id:int}/messages", send_message,
           methods=["POST"]),
-    Route("/widget/{site_key}/conversations/{conversation_id:int}/stream", stream,
-          methods=["GET"]),
+    Route(PREFIX + "/conversations/{conversation_id:int}/older", older, methods=["GET"]),
+    Route(PREFIX + "/conversations/{conversation_id:int}/stream", stream, methods=["GET"]),
 ]

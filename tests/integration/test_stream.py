@@ -16,6 +16,7 @@ from chat import db, frames, metrics
 from chat.actions import conversations as actions
 from chat.broker import MemoryBroker
 from chat.config import Settings
+from chat.ratelimit import RateLimiter
 from chat.services import Services
 from chat.stream import Stream
 from chat.web.widget import VisitorView
@@ -42,7 +43,7 @@ class HeldBroker(MemoryBroker):
 async def svc(pool: db.Pool, tmp_path: Path) -> AsyncIterator[Services]:
     settings = Settings.from_env({"CHAT_DATA_DIR": str(tmp_path), "SECRET_KEY": "k" * 40})
     frames.cache.clear()  # ids restart with every test's fresh tables; in production they never do
-    yield Services(settings, pool, HeldBroker())
+    yield Services(settings, pool, HeldBroker(), RateLimiter(None, enabled=False))
 
 
 async def next_frame(stream: AsyncIterator[bytes], timeout: float = 5) -> bytes:

@@ -1,0 +1,105 @@
+"""Sites: the websites that embed the widget, their origins and their widget settings."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from chat.errors import Invalid
+from chat.models import Row
+
+FieldRule = Literal["off", "optional", "required"]
+FIELD_RULES: tuple[FieldRule, ...] = ("off", "optional", "required")
+COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSettings:
+    """How the widget looks and what it asks; stored as JSON in ``sites.settings``."""
+
+    color: str = "#2563eb"
+    greeting: str = "Hi there!"
+    welcome: str = "Ask us anything. We usually answer within a few minutes."
+    prechat_name: FieldRule = "optional"
+    prechat_email: FieldRule = "optional"
+    # Until presence exists, whether the team is away: the widget then says so and asks
+    # for an email, so that someone can follow up.
+    offline: bool = False
+    offline_message: str = "We're away right now. Leave a message and your email, " \
+                           "and we'll get back to you."
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SiteSettings:
+        """Stored settings over the defaults; unknown keys are ignored."""
+        known = {k: v for k, v in data.items() if k in cls.__slots__}
+        return cls.clean(**known)
+
+    @classmethod
+    def clean(cls, **values: Any) -> SiteSettings:
+        """Validated settings; :class:`Invalid` names the field at fault."""
+        defaults = cls()
+        merged = {name: values.get(name, getattr(defaults, name)) for name in cls.__slots__}
+        if not isinstance(merged["color"], str) or not COLOR.match(merged["color"]):
+            raise Invalid("The colour must look like #2563eb.", "color")
+        for name in ("greeting", "welcome", "offline_message"):
+            text = merged[name]
+            if not isinstance(text, str) or len(text) > 500:
+                raise Invalid("Keep it to 500 characters of text.", name)
+        for name in ("prechat_name", "prechat_email"):
+            if merged[name] not in FIELD_RULES:
+                raise Invalid(f"Choose one of {', '.join(FIELD_RULES)}.", name)
+        merged["offline"] = merged["offline"] in (True, "1", "true", "on")
+        return cls(**merged)
+
+    @property
+    def email_rule(self) -> FieldRule:
+        """Offline, an email is how the team answers, so it is required."""
+        return "required" if self.offline else self.prechat_email
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    id: int
+    public_key: str
+    name: str
+    allowed_origins: tuple[str, ...]
+    enabled: bool
+    settings: SiteSettings = field(default_factory=SiteSettings)
+
+    @classmethod
+    def from_row(cls, row: Row) -> Site:
+        return cls(
+            id=row["id"], public_key=row["public_key"], name=row["name"],
+            allowed_origins=tuple(row["allowed_origins"]), enabled=row["enabled"],
+            settings=SiteSettings.from_json(row["settings"] or {}),
+        )
+
+    def allows(self, origin: str) -> bool:
+        """Whether a page on ``origin`` may embed the widget. No origins listed: any may."""
+        return not self.allowed_origins or origin in self.allowed_origins
+
+    @property
+    def frame_ancestors(self) -> str:
+        """The ``frame-ancestors`` source list for the widget page."""
+        return " ".join(self.allowed_origins) if self.allowed_origins else "*"
+
+
+def normalize_origin(value: str) -> str:
+    """``scheme://host[:port]`` of a URL or origin; :class:`Invalid` when it has none."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Invalid(f"{value!r} is not an origin such as https://www.example.com.", "origin")
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    port = f":{parts.port}" if parts.port and parts.port != default_port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
+def embed_snippet(base_url: str, public_key: str) -> str:
+    return (f'<script src="{base_url.rstrip("/")}/widget.js" data-site="{public_key}" '
+            "async></script>")

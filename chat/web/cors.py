@@ -1,0 +1,86 @@
+"""CORS for the widget API: pages on a site's allowed origins may call it directly.
+
+The widget's own iframe is same-origin and needs none of this; it is for integrators who
+call the endpoints from their pages. Pure ASGI, so streams pass through untouched.
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chat.errors import Invalid
+from chat.queries import sites as site_queries
+from chat.services import Services
+from chat.sites import Site, normalize_origin
+
+ALLOWED_HEADERS = "Content-Type, X-Visitor-Token, HX-Request, Last-Event-ID"
+CACHE_SECONDS = 30.0
+
+
+class WidgetCors:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._sites: dict[str, tuple[float, Site | None]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope) if scope["type"] == "http" else None
+        origin = headers.get("origin") if headers else None
+        if headers is None or origin is None or not scope["path"].startswith("/widget/"):
+            await self.app(scope, receive, send)
+            return
+        site = await self._site(scope, scope["path"].split("/")[2])
+        allowed = site is not None and _is_origin(origin) and site.allows(origin)
+        if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+            await self._preflight(allowed, origin)(scope, receive, send)
+            return
+        if not allowed:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                response_headers = MutableHeaders(scope=message)
+                response_headers["Access-Control-Allow-Origin"] = origin
+                response_headers["Access-Control-Expose-Headers"] = "X-Visitor-Token"
+                response_headers.add_vary_header("Origin")
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+    @staticmethod
+    def _preflight(allowed: bool, origin: str) -> Response:
+        if not allowed:
+            return Response("This origin may not call this site's chat.", status_code=403)
+        return Response(status_code=204, headers={
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": "GET, POST",
+            "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+            "Access-Control-Max-Age": "600",
+            "Vary": "Origin",
+        })
+
+    async def _site(self, scope: Scope, public_key: str) -> Site | None:
+        """The site of a key, cached briefly: CORS asks on every cross-origin request."""
+        now = time.monotonic()
+        cached = self._sites.get(public_key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        svc: Services = scope["app"].state.services
+        async with svc.pool.acquire() as conn:
+            row = await site_queries.by_public_key(conn, public_key)
+        site = Site.from_row(row) if row else None
+        if len(self._sites) > 10_000:
+            self._sites.clear()
+        self._sites[public_key] = (now + CACHE_SECONDS, site)
+        return site
+
+
+def _is_origin(value: str) -> bool:
+    try:
+        return normalize_origin(value) == value
+    except Invalid:
+        return False

@@ -1,0 +1,366 @@
+/* The widget iframe's glue: talks to the loader on the host page, sends messages with an
+ * optimistic bubble, and reacts to entries that htmx's SSE stream inserts (dedupe, scroll,
+ * unread count, sound, announcements). No build step, no dependencies beyond htmx.
+ */
+(function () {
+  "use strict";
+  var body = document.body;
+  var site = body.dataset.site;
+  var hostOrigin = body.dataset.origin;
+  var base = "/widget/" + encodeURIComponent(site);
+  var chat = document.getElementById("chat");
+  var form = document.getElementById("composer");
+  var box = document.getElementById("message");
+  var errorLine = document.getElementById("composer-error");
+  var pill = document.getElementById("new-messages");
+  var announcer = document.getElementById("announcer");
+  var muteButton = document.getElementById("mute");
+  var pastLink = document.getElementById("past-link");
+  var state = {
+    token: null, open: false, page: null, unread: 0, conversation: null, status: null,
+    muted: readMuted(), audio: null, identity: null, seen: new Set()
+  };
+  window.chatFrame = { sounds: 0, state: state };  // a hook for tests and embedders
+
+  function toHost(message) {
+    if (window.parent !== window) window.parent.postMessage(message, hostOrigin);
+  }
+
+  window.addEventListener("message", function (event) {
+    if (event.origin !== hostOrigin || event.source !== window.parent) return;
+    var message = event.data || {};
+    if (message.type === "init") {
+      state.token = typeof message.token === "string" ? message.token : null;
+      state.page = message.page || null;
+      state.open = !!message.open;
+      applyIdentity(message.identity);
+      load(null);
+    } else if (message.type === "open") {
+      state.open = true;
+      setUnread(0);
+      box.focus();
+      scrollToEnd();
+    } else if (message.type === "close") {
+      state.open = false;
+    } else if (message.type === "identify") {
+      applyIdentity(message.identity);
+    }
+  });
+
+  function applyIdentity(identity) {
+    state.identity = identity || state.identity;
+    if (!state.identity) return;
+    ["name", "email"].forEach(function (field) {
+      var input = form.elements[field];
+      if (input && state.identity[field] && !input.value) input.value = state.identity[field];
+    });
+  }
+
+  /* ---- views ---------------------------------------------------------------------- */
+
+  function request(method, path, data) {
+    var headers = { "HX-Request": "true" };
+    if (state.token) headers["X-Visitor-Token"] = state.token;
+    var options = { method: method, headers: headers, credentials: "omit" };
+    if (data) options.body = data;
+    return fetch(base + path, options);
+  }
+
+  function show(html) {
+    chat.innerHTML = html;
+    chat.querySelectorAll(".entry[id]").forEach(function (e) { state.seen.add(e.id); });
+    htmx.process(chat);
+    var view = chat.querySelector("[data-view]");
+    state.conversation = view && view.dataset.conversation ? view.dataset.conversation : null;
+    var status = chat.querySelector(".conversation-status");
+    setStatus(status ? status.dataset.status : null);
+    applyIdentity(null);
+    pastLink.hidden = !state.token;
+    scrollToEnd();
+  }
+
+  function load(id) {
+    var path = "/conversation" + (id ? "?id=" + encodeURIComponent(id) : "");
+    return request("GET", path).then(function (response) {
+      if (response.status === 401) { state.token = null; return load(null); }
+      return response.text().then(show);
+    }).catch(function () { showError("Can't reach the chat right now. Retrying…"); });
+  }
+
+  function startNew() {
+    // The welcome view, without the stream of the closed conversation.
+    return request("GET", "/conversation?new=1").then(function (r) { return r.text(); })
+      .then(show).then(function () { box.focus(); });
+  }
+
+  function setStatus(status) {
+    state.status = status;
+    var closed = status === "closed";
+    box.disabled = closed;
+    form.querySelector(".send").disabled = closed;
+    box.placeholder = closed ? "This conversation is closed" : "Write a message…";
+  }
+
+  document.addEventListener("click", function (event) {
+    var target = event.target.closest("[data-action]");
+    if (!target) return;
+    var action = target.dataset.action;
+    if (action === "new") startNew();
+    else if (action === "older") loadOlder(target);
+    else if (action === "open") load(target.dataset.id);
+    else if (action === "retry") retry(target.closest(".entry"));
+  });
+  pastLink.addEventListener("click", function () {
+    request("GET", "/conversations").then(function (r) { return r.text(); }).then(show);
+  });
+  document.getElementById("minimize").addEventListener("click", function () {
+    toHost({ type: "close" });
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape") toHost({ type: "close" });
+  });
+
+  function loadOlder(button) {
+    var list = chat.querySelector(".entries");
+    var history = chat.querySelector(".history");
+    var path = "/conversations/" + state.conversation + "/older?before=" + button.dataset.before;
+    button.disabled = true;
+    request("GET", path).then(function (r) { return r.text(); }).then(function (html) {
+      var holder = document.createElement("div");
+      holder.innerHTML = html;
+      var template = holder.querySelector("template.older-entries");
+      template.content.querySelectorAll(".entry[id]").forEach(function (e) {
+        state.seen.add(e.id);
+      });
+      var height = main().scrollHeight;
+      list.prepend(template.content);
+      var next = holder.querySelector("[data-action=older]");
+      if (next) history.insertBefore(next, list);
+      button.remove();
+      main().scrollTop += main().scrollHeight - height;  // keep the reader's place
+    });
+  }
+
+  /* ---- sending ---------------------------------------------------------------------- */
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    send();
+  });
+  box.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      send();
+    }
+  });
+  box.addEventListener("input", function () {
+    box.style.height = "auto";
+    box.style.height = Math.min(box.scrollHeight, 140) + "px";
+    if (!errorLine.hidden && box.value.trim()) errorLine.hidden = true;
+  });
+
+  function send() {
+    var text = box.value.trim();
+    if (!text) return showError("Type a message first.");
+    if (text.length > 5000) return showError("A message can be at most 5,000 characters.");
+    for (var field of ["name", "email"]) {
+      var input = form.elements[field];
+      if (input && !input.checkValidity()) { input.focus(); return showError(messageFor(input)); }
+    }
+    errorLine.hidden = true;
+    var bubble = pendingBubble(text, newClientId());
+    box.value = "";
+    box.style.height = "";
+    deliver(bubble);
+  }
+
+  function messageFor(input) {
+    if (input.validity.valueMissing) {
+      return input.name === "email" ? "Please leave your email so that we can answer."
+                                    : "Please tell us your name.";
+    }
+    return "That email address doesn't look right.";
+  }
+
+  function newClientId() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    return Date.now().toString(36) + Math.random().toString(36).slice(2);
+  }
+
+  function pendingBubble(text, clientId) {
+    var bubble = document.createElement("div");
+    bubble.className = "entry visitor pending";
+    bubble.id = "pending-" + clientId;
+    bubble.dataset.pending = clientId;
+    bubble.dataset.text = text;
+    var p = document.createElement("p");
+    p.className = "body";
+    p.textContent = text;
+    var note = document.createElement("span");
+    note.className = "state";
+    note.textContent = "Sending…";
+    bubble.append(p, note);
+    chat.querySelector(".entries").append(bubble);
+    scrollToEnd(true);
+    return bubble;
+  }
+
+  function deliver(bubble) {
+    var data = new FormData();
+    data.append("body", bubble.dataset.text);
+    data.append("client_id", bubble.dataset.pending);
+    var starting = !state.conversation || state.status === "closed";
+    if (starting) {
+      ["name", "email"].forEach(function (field) {
+        var input = form.elements[field];
+        if (input && input.value.trim()) data.append(field, input.value.trim());
+      });
+      if (state.page) data.append("page", state.page);
+    }
+    var path = starting ? "/conversations" : "/conversations/" + state.conversation + "/messages";
+    bubble.classList.remove("failed");
+    bubble.classList.add("pending");
+    bubble.querySelector(".state").textContent = "Sending…";
+    request("POST", path, data).then(function (response) {
+      return response.text().then(function (html) {
+        if (!response.ok) return failed(bubble, response.status, html);
+        var token = response.headers.get("X-Visitor-Token");
+        if (token) { state.token = token; toHost({ type: "token", token: token }); }
+        if (starting) show(html); else settle(bubble, html);
+      });
+    }).catch(function () { failed(bubble, 0, ""); });
+  }
+
+  function settle(bubble, html) {
+    var holder = document.createElement("div");
+    holder.innerHTML = html.trim();
+    var stored = holder.firstElementChild;
+    if (!bubble.isConnected) return;  // the stream delivered it first
+    if (stored && !document.getElementById(stored.id)) bubble.replaceWith(stored);
+    else bubble.remove();
+  }
+
+  function failed(bubble, status, html) {
+    var holder = document.createElement("div");
+    holder.innerHTML = html;
+    var reason = holder.textContent.trim();
+    var retryable = status === 0 || status >= 500 || status === 429;
+    bubble.classList.remove("pending");
+    bubble.classList.add("failed");
+    var note = bubble.querySelector(".state");
+    note.textContent = retryable ? "Not sent. " : (reason || "Not sent.") + " ";
+    if (retryable) {
+      var button = document.createElement("button");
+      button.type = "button";
+      button.dataset.action = "retry";
+      button.textContent = "Retry";
+      note.append(button);
+    }
+    if (status === 409) load(state.conversation);  // it was closed meanwhile
+  }
+
+  function retry(bubble) { if (bubble) deliver(bubble); }
+
+  function showError(text) {
+    errorLine.textContent = text;
+    errorLine.hidden = false;
+  }
+
+  /* ---- what the stream brings ------------------------------------------------------- */
+
+  function main() { return chat; }
+
+  function nearBottom() {
+    var el = main();
+    return el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+  }
+
+  function scrollToEnd(force) {
+    var el = main();
+    if (force || nearBottom() || !pill.hidden) el.scrollTop = el.scrollHeight;
+    pill.hidden = true;
+  }
+
+  pill.addEventListener("click", function () { scrollToEnd(true); });
+  main().addEventListener("scroll", function () { if (nearBottom()) pill.hidden = true; });
+
+  new MutationObserver(function (records) {
+    var stickToEnd = nearBottom();
+    records.forEach(function (record) {
+      record.addedNodes.forEach(function (node) {
+        if (node.nodeType !== 1) return;
+        if (node.classList.contains("conversation-status")) setStatus(node.dataset.status);
+        if (!node.classList.contains("entry") || node.dataset.pending) return;
+        var pending = node.dataset.clientId && document.getElementById("pending-" +
+                                                                        node.dataset.clientId);
+        if (pending) pending.remove();
+        if (node.classList.contains("agent")) arrived(node);
+      });
+    });
+    if (stickToEnd) scrollToEnd(true); else if (records.length) pill.hidden = false;
+  }).observe(chat, { childList: true, subtree: true });
+
+  function arrived(entry) {
+    if (state.seen.has(entry.id)) return;  // a re-rendered view, or a replaced copy
+    state.seen.add(entry.id);
+    var author = entry.querySelector(".author");
+    var text = entry.querySelector(".body");
+    announcer.textContent = (author ? author.textContent + ": " : "") +
+      (text ? text.textContent : "");
+    if (!state.open || document.hidden) {
+      setUnread(state.unread + 1);
+      chime();
+    }
+  }
+
+  function setUnread(count) {
+    state.unread = count;
+    toHost({ type: "unread", count: count });
+  }
+
+  /* ---- sound ------------------------------------------------------------------------ */
+
+  function readMuted() {
+    try { return localStorage.getItem("chatwidget:muted") === "1"; } catch (e) { return false; }
+  }
+  muteButton.setAttribute("aria-pressed", String(state.muted));
+  muteButton.addEventListener("click", function () {
+    state.muted = !state.muted;
+    muteButton.setAttribute("aria-pressed", String(state.muted));
+    try { localStorage.setItem("chatwidget:muted", state.muted ? "1" : "0"); } catch (e) {}
+  });
+
+  // Browsers allow sound only after a user gesture: prepare the audio context on the first.
+  function unlock() {
+    if (state.audio || !window.AudioContext) return;
+    state.audio = new AudioContext();
+    state.audio.resume();
+  }
+  ["pointerdown", "keydown"].forEach(function (type) {
+    document.addEventListener(type, unlock, { once: true, capture: true });
+  });
+
+  function chime() {
+    if (state.muted) return;
+    window.chatFrame.sounds += 1;
+    toHost({ type: "sound" });
+    var audio = state.audio || (window.AudioContext ? (state.audio = new AudioContext()) : null);
+    if (!audio || audio.state !== "running") return;
+    var now = audio.currentTime;
+    [880, 660].forEach(function (pitch, index) {
+      var tone = audio.createOscillator();
+      var gain = audio.createGain();
+      tone.frequency.value = pitch;
+      gain.gain.setValueAtTime(0.0001, now + index * 0.12);
+      gain.gain.exponentialRampToValueAtTime(0.15, now + index * 0.12 + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, now + index * 0.12 + 0.18);
+      tone.connect(gain).connect(audio.destination);
+      tone.start(now + index * 0.12);
+      tone.stop(now + index * 0.12 + 0.2);
+    });
+  }
+
+  document.body.addEventListener("reload", function () { load(state.conversation); });
+
+  toHost({ type: "ready", color: body.dataset.color });
+})();

@@ -1,0 +1,151 @@
+/* The chat widget loader: paste
+ *   <script src="https://CHAT_HOST/widget.js" data-site="PUBLIC_KEY" async></script>
+ * It adds a launcher button and, on demand, an iframe served by the chat app. It keeps the
+ * visitor's token in this page's storage and hands it to the iframe by postMessage (exact
+ * target origin, checked sender), so no third-party cookie is needed. Its only global is
+ * window.ChatWidget; its markup and styles live in a shadow root.
+ */
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  if (!script || window.ChatWidget) return;
+  var site = script.getAttribute("data-site");
+  var app = new URL(script.src).origin;
+  var storeKey = "chatwidget:" + site + ":token";
+  var state = { open: false, frameReady: false, token: load(), queue: [] };
+
+  function load() {
+    try { return window.localStorage.getItem(storeKey); } catch (e) { return null; }
+  }
+  function save(token) {
+    state.token = token;
+    try { window.localStorage.setItem(storeKey, token); } catch (e) { /* private mode */ }
+  }
+
+  var host = document.createElement("div");
+  host.setAttribute("data-chat-widget", site);
+  var root = host.attachShadow({ mode: "open" });
+  root.innerHTML =
+    "<style>" +
+    ":host{all:initial}" +
+    ".launcher{position:fixed;right:20px;bottom:20px;z-index:2147483646;width:56px;height:56px;" +
+    "border:0;border-radius:50%;background:#2563eb;color:#fff;cursor:pointer;display:grid;" +
+    "place-items:center;box-shadow:0 4px 14px rgba(0,0,0,.25);font:16px system-ui,sans-serif}" +
+    ".launcher:focus-visible{outline:3px solid #93c5fd;outline-offset:3px}" +
+    ".launcher svg{width:26px;height:26px}" +
+    ".badge{position:absolute;top:-4px;right:-4px;min-width:20px;height:20px;padding:0 5px;" +
+    "box-sizing:border-box;border-radius:10px;background:#dc2626;color:#fff;font:600 12px/20px " +
+    "system-ui,sans-serif;text-align:center}" +
+    ".panel{position:fixed;right:20px;bottom:88px;z-index:2147483647;width:380px;" +
+    "height:min(620px,calc(100vh - 110px));border-radius:14px;overflow:hidden;background:#fff;" +
+    "box-shadow:0 12px 40px rgba(0,0,0,.3)}" +
+    ".panel iframe{border:0;width:100%;height:100%;display:block}" +
+    "[hidden]{display:none!important}" +
+    "@media (max-width:480px){.panel{inset:0;width:100vw;height:100dvh;border-radius:0}" +
+    ".open .launcher{display:none}}" +
+    "</style>" +
+    '<div class="wrap"><div class="panel" hidden></div>' +
+    '<button class="launcher" type="button" aria-label="Open chat" aria-expanded="false">' +
+    '<svg viewBox="0 0 24 24" fill="currentColor" aria-hidden="true"><path d="M4 4h16a2 2 0 0 1 ' +
+    "2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z\"/></svg>" +
+    '<span class="badge" hidden></span></button></div>';
+  var wrap = root.querySelector(".wrap");
+  var panel = root.querySelector(".panel");
+  var launcher = root.querySelector(".launcher");
+  var badge = root.querySelector(".badge");
+  var frame = null;
+
+  function createFrame() {
+    if (frame) return;
+    frame = document.createElement("iframe");
+    frame.title = "Chat";
+    frame.allow = "autoplay";
+    frame.src = app + "/widget/" + encodeURIComponent(site) + "/frame?origin=" +
+      encodeURIComponent(window.location.origin);
+    panel.appendChild(frame);
+  }
+
+  function post(message) {
+    if (!state.frameReady) { state.queue.push(message); return; }
+    frame.contentWindow.postMessage(message, app);
+  }
+
+  function open() {
+    if (state.open) return;
+    createFrame();
+    state.open = true;
+    wrap.classList.add("open");
+    panel.hidden = false;
+    launcher.setAttribute("aria-label", "Close chat");
+    launcher.setAttribute("aria-expanded", "true");
+    setUnread(0);
+    frame.focus();
+    post({ type: "open" });
+  }
+
+  function close() {
+    if (!state.open) return;
+    state.open = false;
+    wrap.classList.remove("open");
+    panel.hidden = true;
+    launcher.setAttribute("aria-label", "Open chat");
+    launcher.setAttribute("aria-expanded", "false");
+    post({ type: "close" });
+    launcher.focus();
+  }
+
+  function setUnread(count) {
+    badge.hidden = !count;
+    badge.textContent = count > 99 ? "99+" : String(count);
+    if (count) launcher.setAttribute("aria-description", count + " unread");
+    else launcher.removeAttribute("aria-description");
+  }
+
+  launcher.addEventListener("click", function () { state.open ? close() : open(); });
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && state.open) close();
+  });
+
+  window.addEventListener("message", function (event) {
+    if (!frame || event.origin !== app || event.source !== frame.contentWindow) return;
+    var message = event.data || {};
+    switch (message.type) {
+      case "ready":
+        state.frameReady = true;
+        if (/^#[0-9a-f]{6}$/i.test(message.color)) launcher.style.background = message.color;
+        frame.contentWindow.postMessage({ type: "init", token: state.token, open: state.open,
+          page: window.location.href, identity: state.identity || null }, app);
+        state.queue.splice(0).forEach(post);
+        break;
+      case "token":
+        if (typeof message.token === "string") save(message.token);
+        break;
+      case "unread":
+        if (!state.open) setUnread(message.count | 0);
+        break;
+      case "close":
+        close();
+        break;
+      case "sound":
+        window.dispatchEvent(new CustomEvent("chatwidget:sound"));
+        break;
+    }
+  });
+
+  function start() {
+    document.body.appendChild(host);
+    // A returning visitor's frame loads at once, so replies arrive (badge, sound) while closed.
+    if (state.token) createFrame();
+  }
+  if (document.body) start(); else document.addEventListener("DOMContentLoaded", start);
+
+  window.ChatWidget = {
+    open: open,
+    close: close,
+    toggle: function () { state.open ? close() : open(); },
+    identify: function (identity) {
+      state.identity = { name: identity && identity.name, email: identity && identity.email };
+      post({ type: "identify", identity: state.identity });
+    }
+  };
+})();
