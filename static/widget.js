@@ -282,7 +282,11 @@
   }
 
   pill.addEventListener("click", function () { scrollToEnd(true); });
-  main().addEventListener("scroll", function () { if (nearBottom()) pill.hidden = true; });
+  main().addEventListener("scroll", function () {
+    if (nearBottom()) pill.hidden = true;
+    var older = chat.querySelector("[data-action=older]:not(:disabled)");
+    if (older && main().scrollTop < 40) loadOlder(older);  // reached the top: fetch earlier
+  });
 
   new MutationObserver(function (records) {
     var stickToEnd = nearBottom();

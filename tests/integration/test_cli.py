@@ -139,3 +139,22 @@ def test_bench_runs_end_to_end_and_counts_every_delivery(
     assert (report["delivered"], report["lost"], report["duplicates"]) == (80, 0, 0)
     assert report["latency_ms"]["p50"] > 0
     assert report["cpu_percent_of_one_core"]["server"] > 0
+
+
+def test_site_add_and_list_print_keys_origins_and_the_embed_snippet(
+    app_env: dict[str, str], database: str,
+) -> None:
+    env = dict(app_env, PUBLIC_URL="https://chat.example.com")
+    added = chat("site", "add", "Shop", "--origin", "https://shop.example.com/any/path",
+                 "--origin", "http://localhost:8080", env=env)
+    assert added.returncode == 0, added.stderr
+    assert "allowed origins: https://shop.example.com, http://localhost:8080" in added.stdout
+    key = added.stdout.split("public key:")[1].split()[0]
+    snippet = (f'<script src="https://chat.example.com/widget.js" data-site="{key}" '
+               "async></script>")
+    assert snippet in added.stdout
+    listed = chat("site", "list", env=env)
+    assert key in listed.stdout and snippet in listed.stdout
+    bad = chat("site", "add", "Bad", "--origin", "not an origin", env=env)
+    assert bad.returncode == 1
+    assert "is not an origin such as https://www.example.com" in bad.stderr
