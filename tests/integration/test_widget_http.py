@@ -124,7 +124,7 @@ async def test_prechat_and_offline_rules_refuse_a_start_without_storing_anything
     assert (bad_email.status_code, bad_email.json()["field"]) == (422, "email")
     assert count(database, "visitors") == count(database, "conversations") == 0
     assert (await visitor.start("hello", email="maria@example.com")).status_code == 201
-    page = httpx.get(f"{app.url}/widget/{seed.site_key}/frame", params={"origin": ALLOWED})
+    page = await visitor.http.get(f"/widget/{seed.site_key}/frame", params={"origin": ALLOWED})
     assert "We&#39;re away right now" in page.text
     await visitor.close()
 
