@@ -11,13 +11,13 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from chat import db
+from chat import db, templating
 from chat.broker import create_broker
 from chat.config import Settings
 from chat.ratelimit import RateLimiter
 from chat.resources import resource_dir
 from chat.services import Services
-from chat.web import auth, dashboard, health, metrics, widget
+from chat.web import admin, auth, dashboard, health, metrics, widget
 from chat.web.cors import WidgetCors
 from chat.web.http import EXCEPTION_HANDLERS, BodySizeLimit
 
@@ -29,6 +29,7 @@ def create_app(settings: Settings) -> Starlette:
     if settings.database_url is None:
         raise ValueError("create_app needs a database URL; `chat serve` starts the embedded one")
     database_url = settings.database_url
+    templating.environment.globals["htmx_url"] = settings.htmx_url
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -49,10 +50,11 @@ def create_app(settings: Settings) -> Starlette:
 
     return Starlette(
         routes=[*health.routes, *metrics.routes, *auth.routes, *widget.routes,
-                *dashboard.routes,
+                *dashboard.routes, *admin.routes,
                 Mount("/static", StaticFiles(directory=resource_dir("static")), name="static")],
         middleware=[Middleware(BodySizeLimit), Middleware(WidgetCors)],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS,
+                            auth.SignInRequired: auth.handle_sign_in_required},
         lifespan=lifespan,
     )
 

@@ -25,6 +25,14 @@ def site_topic(site_id: int) -> str:
     return f"site:{site_id}"
 
 
+def agent_topic(agent_id: int) -> str:
+    """An agent's own topic: tells their open pages to reload (signed out, deactivated)."""
+    return f"agent:{agent_id}"
+
+
+RELOAD = b"reload"  # a control payload: not a Change
+
+
 async def publish(broker: Broker, change: Change) -> None:
     """Ring the doorbell for a committed change; never raises (the data is already safe)."""
     payload = change.encode()
@@ -35,6 +43,14 @@ async def publish(broker: Broker, change: Change) -> None:
         except Exception:
             logger.exception("Publishing to %s failed; streams will catch up from the database",
                              topic)
+
+
+async def publish_reload(broker: Broker, topic: str) -> None:
+    """Make every stream on ``topic`` end with a reload event (after a commit, like changes)."""
+    try:
+        await broker.publish(topic, RELOAD)
+    except Exception:
+        logger.exception("Publishing a reload to %s failed", topic)
 
 
 @dataclass(frozen=True, slots=True)

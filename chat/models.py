@@ -78,6 +78,7 @@ class ConversationState:
     preview: str | None
     last_seq: int
     version: int
+    visitor_messages: int
     created_at: datetime
     last_activity_at: datetime
 

@@ -30,6 +30,10 @@ CONVERSATIONS_PER_VISITOR = Limit(parse("5/10 minutes"), "You started several co
                                   "just now; please continue in the current one.")
 
 
+# Failed sign-ins per address and email: slows password guessing to a crawl.
+SIGN_INS = Limit(parse("10/15 minutes"), "Too many failed sign-ins.")
+
+
 class RateLimiter:
     def __init__(self, redis_url: str | None, *, enabled: bool = True) -> None:
         storage: Storage = (RedisStorage(f"async+{redis_url}", implementation="redispy")
@@ -41,6 +45,14 @@ class RateLimiter:
         """Count one request against ``limit`` for ``key``; :class:`RateLimited` when over."""
         if not self.enabled or await self._limiter.hit(limit.rule, *key):
             return
+        await self._refuse(limit, *key)
+
+    async def check(self, limit: Limit, *key: str) -> None:
+        """:class:`RateLimited` if ``key`` used up ``limit``; counts nothing (see :meth:`hit`)."""
+        if self.enabled and not await self._limiter.test(limit.rule, *key):
+            await self._refuse(limit, *key)
+
+    async def _refuse(self, limit: Limit, *key: str) -> None:
         stats = await self._limiter.get_window_stats(limit.rule, *key)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         raise RateLimited(f"{limit.message} Try again in {_duration(retry_after)}.", retry_after)

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from chat import frames, metrics
+from chat import events, frames, metrics
 from chat.broker import RESYNC, Delivery, Overflow, Subscription, subscribed
 from chat.db import Connection
 from chat.events import Cursor
@@ -120,7 +120,9 @@ class Stream:
                         continue
                     if self.stopping:
                         return
-                    if isinstance(item, Delivery):
+                    if isinstance(item, Delivery) and item.payload == events.RELOAD:
+                        batch = None  # signed out, or its state can no longer be shown
+                    elif isinstance(item, Delivery):
                         batch, source = await self._apply(decode(item.payload)), "live"
                     else:
                         batch, source = await self._catch_up(), "resync"

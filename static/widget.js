@@ -18,7 +18,7 @@
   var pastLink = document.getElementById("past-link");
   var state = {
     token: null, open: false, page: null, unread: 0, conversation: null, status: null,
-    muted: readMuted(), audio: null, identity: null, seen: new Set()
+    muted: readMuted(), identity: null, seen: new Set()
   };
   window.chatFrame = { sounds: 0, state: state };  // a hook for tests and embedders
 
@@ -108,7 +108,7 @@
     if (action === "new") startNew();
     else if (action === "older") loadOlder(target);
     else if (action === "open") load(target.dataset.id);
-    else if (action === "retry") retry(target.closest(".entry"));
+    else if (action === "retry") deliver(target.closest(".entry"));
   });
   pastLink.addEventListener("click", function () {
     request("GET", "/conversations").then(function (r) { return r.text(); }).then(show);
@@ -168,7 +168,8 @@
       if (input && !input.checkValidity()) { input.focus(); return showError(messageFor(input)); }
     }
     errorLine.hidden = true;
-    var bubble = pendingBubble(text, newClientId());
+    var bubble = ChatMessages.pending(chat.querySelector(".entries"), text, "visitor");
+    scrollToEnd(true);
     box.value = "";
     box.style.height = "";
     deliver(bubble);
@@ -180,29 +181,6 @@
                                     : "Please tell us your name.";
     }
     return "That email address doesn't look right.";
-  }
-
-  function newClientId() {
-    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
-    return Date.now().toString(36) + Math.random().toString(36).slice(2);
-  }
-
-  function pendingBubble(text, clientId) {
-    var bubble = document.createElement("div");
-    bubble.className = "entry visitor pending";
-    bubble.id = "pending-" + clientId;
-    bubble.dataset.pending = clientId;
-    bubble.dataset.text = text;
-    var p = document.createElement("p");
-    p.className = "body";
-    p.textContent = text;
-    var note = document.createElement("span");
-    note.className = "state";
-    note.textContent = "Sending…";
-    bubble.append(p, note);
-    chat.querySelector(".entries").append(bubble);
-    scrollToEnd(true);
-    return bubble;
   }
 
   function deliver(bubble) {
@@ -218,48 +196,20 @@
       if (state.page) data.append("page", state.page);
     }
     var path = starting ? "/conversations" : "/conversations/" + state.conversation + "/messages";
-    bubble.classList.remove("failed");
-    bubble.classList.add("pending");
-    bubble.querySelector(".state").textContent = "Sending…";
+    ChatMessages.sending(bubble);
     request("POST", path, data).then(function (response) {
       return response.text().then(function (html) {
-        if (!response.ok) return failed(bubble, response.status, html);
+        if (!response.ok) {
+          ChatMessages.fail(bubble, response.status, html);
+          if (response.status === 409) load(state.conversation);  // it was closed meanwhile
+          return;
+        }
         var token = response.headers.get("X-Visitor-Token");
         if (token) { state.token = token; toHost({ type: "token", token: token }); }
-        if (starting) show(html); else settle(bubble, html);
+        if (starting) show(html); else ChatMessages.settle(bubble, html);
       });
-    }).catch(function () { failed(bubble, 0, ""); });
+    }).catch(function () { ChatMessages.fail(bubble, 0, ""); });
   }
-
-  function settle(bubble, html) {
-    var holder = document.createElement("div");
-    holder.innerHTML = html.trim();
-    var stored = holder.firstElementChild;
-    if (!bubble.isConnected) return;  // the stream delivered it first
-    if (stored && !document.getElementById(stored.id)) bubble.replaceWith(stored);
-    else bubble.remove();
-  }
-
-  function failed(bubble, status, html) {
-    var holder = document.createElement("div");
-    holder.innerHTML = html;
-    var reason = holder.textContent.trim();
-    var retryable = status === 0 || status >= 500 || status === 429;
-    bubble.classList.remove("pending");
-    bubble.classList.add("failed");
-    var note = bubble.querySelector(".state");
-    note.textContent = retryable ? "Not sent. " : (reason || "Not sent.") + " ";
-    if (retryable) {
-      var button = document.createElement("button");
-      button.type = "button";
-      button.dataset.action = "retry";
-      button.textContent = "Retry";
-      note.append(button);
-    }
-    if (status === 409) load(state.conversation);  // it was closed meanwhile
-  }
-
-  function retry(bubble) { if (bubble) deliver(bubble); }
 
   function showError(text) {
     errorLine.textContent = text;
@@ -295,9 +245,7 @@
         if (node.nodeType !== 1) return;
         if (node.classList.contains("conversation-status")) setStatus(node.dataset.status);
         if (!node.classList.contains("entry") || node.dataset.pending) return;
-        var pending = node.dataset.clientId && document.getElementById("pending-" +
-                                                                        node.dataset.clientId);
-        if (pending) pending.remove();
+        ChatMessages.arrived(node);
         if (node.classList.contains("agent")) arrived(node);
       });
     });
@@ -334,34 +282,11 @@
     try { localStorage.setItem("chatwidget:muted", state.muted ? "1" : "0"); } catch (e) {}
   });
 
-  // Browsers allow sound only after a user gesture: prepare the audio context on the first.
-  function unlock() {
-    if (state.audio || !window.AudioContext) return;
-    state.audio = new AudioContext();
-    state.audio.resume();
-  }
-  ["pointerdown", "keydown"].forEach(function (type) {
-    document.addEventListener(type, unlock, { once: true, capture: true });
-  });
-
   function chime() {
     if (state.muted) return;
     window.chatFrame.sounds += 1;
     toHost({ type: "sound" });
-    var audio = state.audio || (window.AudioContext ? (state.audio = new AudioContext()) : null);
-    if (!audio || audio.state !== "running") return;
-    var now = audio.currentTime;
-    [880, 660].forEach(function (pitch, index) {
-      var tone = audio.createOscillator();
-      var gain = audio.createGain();
-      tone.frequency.value = pitch;
-      gain.gain.setValueAtTime(0.0001, now + index * 0.12);
-      gain.gain.exponentialRampToValueAtTime(0.15, now + index * 0.12 + 0.02);
-      gain.gain.exponentialRampToValueAtTime(0.0001, now + index * 0.12 + 0.18);
-      tone.connect(gain).connect(audio.destination);
-      tone.start(now + index * 0.12);
-      tone.stop(now + index * 0.12 + 0.2);
-    });
+    ChatMessages.chime();
   }
 
   document.body.addEventListener("reload", function () { load(state.conversation); });

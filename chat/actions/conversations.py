@@ -284,3 +284,9 @@ async def reopen(svc: Services, conversation_id: int, agent: Agent) -> Conversat
         assignee_id=agent.id, activity=f"{agent.name} reopened the conversation",
         refusal="This conversation is {status}, not closed.",
     )
+
+
+async def mark_read(svc: Services, agent: Agent, conversation_id: int, count: int) -> None:
+    """Remember how many of the visitor's messages ``agent`` has seen (for unread counts)."""
+    async with svc.pool.acquire() as conn:
+        await conversations.mark_read(conn, agent.id, conversation_id, max(0, count))

@@ -9,9 +9,9 @@ from asyncpg import Record
 
 from chat import validation
 from chat.db import Connection
-from chat.errors import Conflict
+from chat.errors import Conflict, NotFound
 from chat.queries import sites
-from chat.sites import normalize_origin
+from chat.sites import SiteSettings, normalize_origin
 
 DEFAULT_SITE_NAME = "My website"
 # Serialises first-run set-up between processes that start at the same moment.
@@ -41,3 +41,18 @@ async def create_site(conn: Connection, name: str, origins: list[str]) -> Record
                                   allowed_origins=allowed)
     except asyncpg.UniqueViolationError:  # a 90-bit random key collided: vanishingly rare
         raise Conflict("Could not allocate a unique public key; try again.") from None
+
+
+async def update_site(conn: Connection, site_id: int, *, name: str, origins: str,
+                      settings: dict[str, object]) -> Record:
+    """Save a site's name, origins (one per line or comma-separated) and widget settings."""
+    allowed = list(dict.fromkeys(
+        normalize_origin(origin) for origin in origins.replace(",", "\n").split() if origin
+    ))
+    clean = SiteSettings.clean(**settings).to_json()
+    async with conn.transaction():
+        row = await sites.update(conn, site_id, name=validation.name(name, "name"),
+                                 allowed_origins=allowed, settings=clean)
+    if row is None:
+        raise NotFound("No such site.")
+    return row

@@ -39,3 +39,28 @@ async def by_id(conn: Connection, agent_id: int) -> Record | None:
         "SELECT id, email, name, role, active FROM agents WHERE id = $1", agent_id
     )
     return row
+
+
+async def all_agents(conn: Connection) -> list[Record]:
+    return list(await conn.fetch(
+        "SELECT id, email, name, role, active, created_at FROM agents ORDER BY active DESC, name"
+    ))
+
+
+async def update(conn: Connection, agent_id: int, **columns: object) -> Record | None:
+    """Set the given columns (name, role, active, password_hash) of one agent."""
+    assert set(columns) <= {"name", "role", "active", "password_hash"}, columns
+    assignments = ", ".join(f"{name} = ${n}" for n, name in enumerate(columns, start=2))
+    row: Record | None = await conn.fetchrow(
+        f"UPDATE agents SET {assignments}, updated_at = now() WHERE id = $1 "
+        "RETURNING id, email, name, role, active",
+        agent_id, *columns.values(),
+    )
+    return row
+
+
+async def active_admins(conn: Connection) -> int:
+    total: int = await conn.fetchval(
+        "SELECT count(*) FROM agents WHERE role = 'admin' AND active"
+    )
+    return total

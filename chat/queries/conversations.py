@@ -13,7 +13,7 @@ from chat.models import ConversationState
 STATE_COLUMNS = """
        c.id, c.site_id, c.visitor_id, c.status, c.assignee_id, a.name AS assignee_name,
        v.name AS visitor_name, v.email AS visitor_email, c.preview, c.last_seq, c.version,
-       c.created_at, c.last_activity_at
+       c.visitor_messages, c.created_at, c.last_activity_at
 """
 STATE_JOINS = """
   JOIN visitors v ON v.id = c.visitor_id
@@ -105,3 +105,51 @@ async def position(conn: Connection, conversation_id: int) -> tuple[int, int] | 
         "SELECT last_seq, version FROM conversations WHERE id = $1", conversation_id
     )
     return (row["last_seq"], row["version"]) if row else None
+
+
+async def inbox(conn: Connection, *, closed: bool, limit: int) -> list[ConversationState]:
+    """Every open conversation (most recently active first), and with ``closed`` the
+    latest closed ones too: the rows a dashboard page starts from."""
+    rows = await conn.fetch(
+        STATE + " WHERE c.status <> 'closed' OR ($1 AND c.id IN ("
+        "  SELECT id FROM conversations WHERE status = 'closed' "
+        "  ORDER BY last_activity_at DESC LIMIT 100)) "
+        "ORDER BY c.last_activity_at DESC LIMIT $2",
+        closed, limit,
+    )
+    return [ConversationState.from_row(r) for r in rows]
+
+
+async def search(conn: Connection, text: str, limit: int) -> list[ConversationState]:
+    """Conversations whose visitor's name or email, or any message, matches ``text``."""
+    rows = await conn.fetch(
+        STATE + """
+         WHERE lower(v.name) LIKE $1 OR lower(v.email) LIKE $1
+            OR c.id IN (SELECT m.conversation_id FROM messages m
+                         WHERE to_tsvector('simple', m.body) @@ plainto_tsquery('simple', $2))
+         ORDER BY c.last_activity_at DESC LIMIT $3
+        """,
+        "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",
+        text, limit,
+    )
+    return [ConversationState.from_row(r) for r in rows]
+
+
+async def reads(conn: Connection, agent_id: int) -> dict[int, int]:
+    """How many visitor messages the agent has read, by conversation."""
+    rows = await conn.fetch(
+        "SELECT conversation_id, read_count FROM agent_reads WHERE agent_id = $1", agent_id
+    )
+    return {r["conversation_id"]: r["read_count"] for r in rows}
+
+
+async def mark_read(conn: Connection, agent_id: int, conversation_id: int, count: int) -> None:
+    await conn.execute(
+        """
+        INSERT INTO agent_reads (agent_id, conversation_id, read_count)
+        SELECT $1, id, least($3, visitor_messages) FROM conversations WHERE id = $2
+        ON CONFLICT (agent_id, conversation_id)
+        DO UPDATE SET read_count = greatest(agent_reads.read_count, excluded.read_count)
+        """,
+        agent_id, conversation_id, count,
+    )

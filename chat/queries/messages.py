@@ -55,7 +55,8 @@ async def append(
                    last_activity_at = CASE WHEN entry.kind IN ('visitor', 'agent')
                                            THEN now() ELSE c.last_activity_at END,
                    preview = CASE WHEN entry.kind IN ('visitor', 'agent')
-                                  THEN left(entry.body, {PREVIEW_LENGTH}) ELSE c.preview END
+                                  THEN left(entry.body, {PREVIEW_LENGTH}) ELSE c.preview END,
+                   visitor_messages = c.visitor_messages + (entry.kind = 'visitor')::int
               FROM entry
              WHERE c.id = entry.conversation_id
          RETURNING c.*

@@ -34,3 +34,7 @@ async def agent_for(conn: Connection, token_hash: bytes) -> Record | None:
 
 async def delete(conn: Connection, token_hash: bytes) -> None:
     await conn.execute("DELETE FROM agent_sessions WHERE token_hash = $1", token_hash)
+
+
+async def delete_for_agent(conn: Connection, agent_id: int) -> None:
+    await conn.execute("DELETE FROM agent_sessions WHERE agent_id = $1", agent_id)

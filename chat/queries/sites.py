@@ -35,3 +35,20 @@ async def insert(
     )
     assert row is not None
     return row
+
+
+async def update(
+    conn: Connection, site_id: int, *, name: str, allowed_origins: list[str],
+    settings: dict[str, object],
+) -> Record | None:
+    row: Record | None = await conn.fetchrow(
+        f"UPDATE sites SET name = $2, allowed_origins = $3, settings = $4, updated_at = now() "
+        f"WHERE id = $1 RETURNING {COLUMNS}",
+        site_id, name, allowed_origins, settings,
+    )
+    return row
+
+
+async def by_id(conn: Connection, site_id: int) -> Record | None:
+    row: Record | None = await conn.fetchrow(f"SELECT {COLUMNS} FROM sites WHERE id = $1", site_id)
+    return row

@@ -63,3 +63,12 @@ async def access(
         public_key, token_hash, conversation_id,
     )
     return row
+
+
+async def profile(conn: Connection, visitor_id: int) -> Record | None:
+    """What the agent's visitor panel shows."""
+    row: Record | None = await conn.fetchrow(
+        "SELECT id, name, email, details, created_at, last_seen_at FROM visitors WHERE id = $1",
+        visitor_id,
+    )
+    return row

@@ -1,23 +1,35 @@
-"""Agent sign-in and sign-out, and the session check every dashboard route makes."""
+"""Agents' accounts: first-run set-up, sign-in and sign-out, their own profile, and the
+session check (with CSRF) that every dashboard route makes."""
 
 from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from chat import tokens
+from chat import ratelimit, tokens
+from chat.actions import agents as agent_actions
 from chat.actions import sessions as session_actions
-from chat.errors import Forbidden, Unauthorized
+from chat.actions.sessions import SignedIn
+from chat.db import transaction
+from chat.errors import ChatError, Forbidden, NotFound, Unauthorized
 from chat.models import Agent
-from chat.queries import sessions
+from chat.queries import agents, sessions
 from chat.services import services
 from chat.templating import templates
-from chat.web.http import fields, wants_html
+from chat.web.http import error_response, fields, wants_html
 
 SESSION_COOKIE = "chat_session"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SETUP_LOCK_KEY = 0x63686176  # serialises first-run set-up across processes
+
+
+class SignInRequired(Unauthorized):
+    """No valid session: pages redirect to sign-in, htmx is told to, APIs get 401."""
 
 
 async def session_agent(conn: HTTPConnection) -> tuple[Agent, str] | None:
@@ -33,32 +45,49 @@ async def session_agent(conn: HTTPConnection) -> tuple[Agent, str] | None:
     return agent, row["csrf_token"]
 
 
-async def require_agent(request: Request, form: dict[str, object] | None = None) -> Agent:
-    """The signed-in agent; unsafe methods must also echo the session's CSRF token."""
+async def require_agent(request: Request, form: dict[str, Any] | None = None) -> Agent:
+    """The signed-in agent; unsafe methods must also echo the session's CSRF token.
+
+    The token is kept on ``request.state.csrf`` for pages to embed.
+    """
     found = await session_agent(request)
     if found is None:
-        raise Unauthorized("Sign in to continue.")
+        raise SignInRequired("Sign in to continue.")
     agent, csrf = found
     if request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER) or (form or {}).get("csrf_token")
         if not isinstance(sent, str) or not tokens.same(sent, csrf):
             raise Forbidden("The form expired or came from another site; reload and try again.")
+    request.state.agent, request.state.csrf = agent, csrf
     return agent
 
 
-async def login_page(request: Request) -> Response:
-    return templates.TemplateResponse(request, "pages/login.html", {"error": None})
+async def require_admin(request: Request, form: dict[str, Any] | None = None) -> Agent:
+    agent = await require_agent(request, form)
+    if not agent.is_admin:
+        raise Forbidden("Only admins can do this.")
+    return agent
 
 
-async def login(request: Request) -> Response:
-    data = await fields(request)
-    email, password = data.get("email"), data.get("password")
-    if not isinstance(email, str) or not isinstance(password, str):
-        raise Unauthorized("Wrong email or password.")
-    signed_in = await session_actions.sign_in(services(request), email, password)
+async def handle_sign_in_required(request: Request, exc: Exception) -> Response:
+    if request.headers.get("hx-request") == "true":
+        return error_response(request, 401, str(exc), headers={"HX-Redirect": "/login"})
+    if wants_html(request) and request.method == "GET":
+        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+    return error_response(request, 401, str(exc))
+
+
+def _local(path: str | None) -> str:
+    """A path on this site to go to after signing in; never another site (open redirect)."""
+    if path and path.startswith("/") and not path.startswith("//") and "\\" not in path:
+        return path
+    return "/"
+
+
+def _signed_in(request: Request, signed_in: SignedIn, next_path: str) -> Response:
     response: Response
     if wants_html(request):
-        response = RedirectResponse("/", status_code=303)
+        response = RedirectResponse(_local(next_path), status_code=303)
     else:
         response = JSONResponse({
             "agent": {"id": signed_in.agent.id, "name": signed_in.agent.name,
@@ -72,17 +101,121 @@ async def login(request: Request) -> Response:
     return response
 
 
+async def _no_agents(request: Request) -> bool:
+    async with services(request).pool.acquire() as conn:
+        return await agents.count(conn) == 0
+
+
+async def login_page(request: Request) -> Response:
+    if await _no_agents(request):
+        return RedirectResponse("/setup", status_code=303)
+    return templates.TemplateResponse(request, "pages/login.html", {
+        "error": None, "email": "", "next": _local(request.query_params.get("next")),
+    })
+
+
+async def login(request: Request) -> Response:
+    data = await fields(request)
+    email, password = data.get("email"), data.get("password")
+    next_path = _local(data.get("next") if isinstance(data.get("next"), str) else None)
+    svc = services(request)
+    client = request.client.host if request.client else "unknown"
+    try:
+        if not isinstance(email, str) or not isinstance(password, str):
+            raise Unauthorized("Wrong email or password.")
+        key = ("signin", client, email.strip().lower())
+        await svc.limiter.check(ratelimit.SIGN_INS, *key)
+        try:
+            signed_in = await session_actions.sign_in(svc, email, password)
+        except Unauthorized:
+            await svc.limiter.hit(ratelimit.SIGN_INS, *key)  # only failures count
+            raise
+    except ChatError as exc:
+        if not wants_html(request):
+            raise
+        return templates.TemplateResponse(
+            request, "pages/login.html",
+            {"error": str(exc), "email": email if isinstance(email, str) else "",
+             "next": next_path},
+            status_code=exc.status_code,
+        )
+    return _signed_in(request, signed_in, next_path)
+
+
 async def logout(request: Request) -> Response:
     await require_agent(request, await fields(request))
-    token = request.cookies.get(SESSION_COOKIE, "")
-    await session_actions.sign_out(services(request), token)
+    await session_actions.sign_out(services(request), request.cookies.get(SESSION_COOKIE, ""))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
 
+async def setup_page(request: Request) -> Response:
+    if not await _no_agents(request):
+        raise NotFound("Set-up is done: sign in instead.")
+    return templates.TemplateResponse(request, "pages/setup.html", {"error": None, "data": {}})
+
+
+async def setup(request: Request) -> Response:
+    """Create the first admin, once, then sign them in."""
+    data = await fields(request)
+    svc = services(request)
+    try:
+        async with transaction(svc.pool) as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", SETUP_LOCK_KEY)
+            if await agents.count(conn) > 0:
+                raise NotFound("Set-up is done: sign in instead.")
+            await agent_actions.create_agent(
+                conn, email=str(data.get("email", "")), name=str(data.get("name", "")),
+                password=str(data.get("password", "")), role="admin",
+            )
+    except ChatError as exc:
+        if not wants_html(request) or exc.status_code == 404:
+            raise
+        return templates.TemplateResponse(request, "pages/setup.html",
+                                          {"error": str(exc), "data": data},
+                                          status_code=exc.status_code)
+    signed_in = await session_actions.sign_in(svc, str(data["email"]), str(data["password"]))
+    return _signed_in(request, signed_in, "/inbox")
+
+
+async def profile_page(request: Request) -> Response:
+    agent = await require_agent(request)
+    return templates.TemplateResponse(request, "pages/profile.html",
+                                      {"agent": agent, "notice": None, "error": None})
+
+
+async def profile(request: Request) -> Response:
+    data = await fields(request)
+    agent = await require_agent(request, data)
+    svc = services(request)
+    notice, error = None, None
+    try:
+        if "new_password" in data:
+            await agent_actions.change_password(svc, agent, str(data.get("current_password", "")),
+                                                str(data.get("new_password", "")))
+            notice = "Your password is changed."
+        else:
+            row = await agent_actions.rename(svc, agent, str(data.get("name", "")))
+            agent = Agent(id=agent.id, name=row["name"], email=agent.email, role=agent.role)
+            notice = "Saved."
+    except ChatError as exc:
+        if not wants_html(request):
+            raise
+        error = str(exc)
+    if not wants_html(request):
+        return JSONResponse({"ok": True})
+    return templates.TemplateResponse(request, "pages/profile.html",
+                                      {"agent": agent, "notice": notice, "error": error},
+                                      status_code=422 if error else 200)
+
+
 routes = [
+    Route("/setup", setup_page, methods=["GET"]),
+    Route("/setup", setup, methods=["POST"]),
     Route("/login", login_page, methods=["GET"]),
     Route("/login", login, methods=["POST"]),
     Route("/logout", logout, methods=["POST"]),
+    Route("/profile", profile_page, methods=["GET"]),
+    Route("/profile", profile, methods=["POST"]),
 ]

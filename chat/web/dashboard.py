@@ -1,36 +1,109 @@
-"""The agent's side: reply, take notes, change status, and one stream per dashboard page."""
+"""The agent's side: the inbox and conversation pages, replies, notes, status changes, and
+one stream per dashboard page that keeps all of it live."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from chat import frames
 from chat.actions import conversations as actions
+from chat.actions.conversations import StaleState
 from chat.db import Connection
-from chat.errors import NotFound
-from chat.events import site_topic
+from chat.errors import Invalid, NotFound
+from chat.events import agent_topic, site_topic
 from chat.frames import Audience
-from chat.models import ConversationState
-from chat.queries import conversations, sites
+from chat.models import Agent, ConversationState
+from chat.queries import agents, canned, conversations, messages, sites, visitors
 from chat.services import services
-from chat.templating import render
+from chat.templating import render, templates
 from chat.web.auth import require_agent
 from chat.web.http import fields, int_param, wants_html
 from chat.web.streaming import sse_response
 
-INBOX_SIZE = 200
+INBOX_SIZE = 500
+HISTORY_PAGE = 50
+Tab = Literal["waiting", "mine", "open", "closed"]
+TABS: dict[Tab, str] = {"waiting": "Waiting", "mine": "Mine", "open": "All open",
+                        "closed": "Closed"}
 
 
-def state_response(request: Request, state: ConversationState, status: int = 200) -> Response:
-    if wants_html(request):
-        html = render("partials/conversation_status.html", conversation=state)
-        return HTMLResponse(html, status_code=status)
-    return JSONResponse({"conversation": state.to_json()}, status_code=status)
+def _tab(request: Request) -> Tab:
+    tab = request.query_params.get("tab", "waiting")
+    for known in TABS:
+        if tab == known:
+            return known
+    raise Invalid(f"tab must be one of {', '.join(TABS)}.", "tab")
+
+
+async def home(request: Request) -> Response:
+    await require_agent(request)
+    return RedirectResponse("/inbox", status_code=303)
+
+
+async def inbox_page(request: Request) -> Response:
+    agent = await require_agent(request)
+    return await _page(request, agent, None)
+
+
+async def conversation_page(request: Request) -> Response:
+    agent = await require_agent(request)
+    return await _page(request, agent, request.path_params["conversation_id"])
+
+
+async def _page(request: Request, agent: Agent, conversation_id: int | None) -> Response:
+    tab, query = _tab(request), request.query_params.get("q", "").strip()[:200]
+    async with services(request).pool.acquire() as conn:
+        rows = (await conversations.search(conn, query, 100) if query else
+                await conversations.inbox(conn, closed=tab == "closed", limit=INBOX_SIZE))
+        context: dict[str, Any] = {
+            "agent": agent, "tab": tab, "tabs": TABS, "query": query, "conversations": rows,
+            "reads": await conversations.reads(conn, agent.id), "open": None,
+        }
+        if conversation_id is not None:
+            context["open"] = await _open_conversation(conn, conversation_id)
+            await conversations.mark_read(conn, agent.id, conversation_id,
+                                          context["open"]["state"].visitor_messages)
+    return templates.TemplateResponse(request, "pages/inbox.html", context)
+
+
+async def _open_conversation(conn: Connection, conversation_id: int) -> dict[str, Any]:
+    state = await conversations.state(conn, conversation_id)
+    if state is None:
+        raise NotFound("No such conversation.")
+    entries = await messages.before(conn, conversation_id, None, HISTORY_PAGE, notes=True)
+    return {
+        "state": state, "entries": entries,
+        "visitor": await visitors.profile(conn, state.visitor_id),
+        "past": [c for c in await conversations.of_visitor(conn, state.visitor_id, 20)
+                 if c.id != state.id],
+        "agents": [a for a in await agents.all_agents(conn) if a["active"]],
+        "canned": await canned.all_responses(conn),
+    }
+
+
+async def older(request: Request) -> Response:
+    await require_agent(request)
+    conversation_id = request.path_params["conversation_id"]
+    before = int_param(request.query_params.get("before"), "before")
+    async with services(request).pool.acquire() as conn:
+        entries = await messages.before(conn, conversation_id, before, HISTORY_PAGE, notes=True)
+    return HTMLResponse(render("partials/widget_older.html", entries=entries,
+                               conversation_id=conversation_id, audience="agent",
+                               has_older=bool(entries) and entries[0].seq > 1))
+
+
+async def mark_read(request: Request) -> Response:
+    data = await fields(request)
+    agent = await require_agent(request, data)
+    count = int_param(str(data.get("count", "")), "count") or 0
+    await actions.mark_read(services(request), agent, request.path_params["conversation_id"],
+                            count)
+    return Response(status_code=204)
 
 
 async def reply(request: Request) -> Response:
@@ -40,12 +113,12 @@ async def reply(request: Request) -> Response:
         services(request), request.path_params["conversation_id"], body=data.get("body"),
         client_id=data.get("client_id"), agent=agent, note=_truthy(data.get("note")),
     )
+    status = 201 if sent.created else 200
     if wants_html(request):
-        html = render("partials/entry.html", entry=sent.entry, audience="agent")
-        return HTMLResponse(html, status_code=201 if sent.created else 200)
-    body: dict[str, Any] = {"conversation": sent.conversation.to_json(),
-                            "message": sent.entry.to_json()}
-    return JSONResponse(body, status_code=201 if sent.created else 200)
+        return HTMLResponse(render("partials/entry.html", entry=sent.entry, audience="agent"),
+                            status_code=status)
+    return JSONResponse({"conversation": sent.conversation.to_json(),
+                         "message": sent.entry.to_json()}, status_code=status)
 
 
 def _truthy(value: object) -> bool:
@@ -53,39 +126,63 @@ def _truthy(value: object) -> bool:
 
 
 async def change_status(request: Request) -> Response:
+    """Claim, close, reopen or assign. A stale change (someone else was first) answers
+    409 with the conversation as it is now, never an error page."""
     data = await fields(request)
     agent = await require_agent(request, data)
     svc, conversation_id = services(request), request.path_params["conversation_id"]
-    match request.path_params["action"]:
-        case "claim":
-            state = await actions.claim(svc, conversation_id, agent)
-        case "close":
-            state = await actions.close(svc, conversation_id, agent)
-        case "reopen":
-            state = await actions.reopen(svc, conversation_id, agent)
-        case "assign":
-            assignee = int_param(str(data.get("assignee_id", "")), "assignee_id")
-            state = await actions.assign(svc, conversation_id, agent, assignee or agent.id)
-        case _:
-            raise NotFound("No such action.")
-    return state_response(request, state)
+    try:
+        match request.path_params["action"]:
+            case "claim":
+                state = await actions.claim(svc, conversation_id, agent)
+            case "close":
+                state = await actions.close(svc, conversation_id, agent)
+            case "reopen":
+                state = await actions.reopen(svc, conversation_id, agent)
+            case "assign":
+                assignee = int_param(str(data.get("assignee_id", "")), "assignee_id")
+                state = await actions.assign(svc, conversation_id, agent, assignee or agent.id)
+            case _:
+                raise NotFound("No such action.")
+    except StaleState as stale:
+        return _state_response(request, stale.conversation, 409, str(stale))
+    return _state_response(request, state, 200, None)
+
+
+def _state_response(request: Request, state: ConversationState, status: int,
+                    notice: str | None) -> Response:
+    if wants_html(request):
+        html = render("partials/conversation_status.html", conversation=state,
+                      audience="agent", notice=notice)
+        return HTMLResponse(html, status_code=status)
+    body: dict[str, Any] = {"conversation": state.to_json()}
+    if notice:
+        body["error"] = notice
+    return JSONResponse(body, status_code=status)
 
 
 @dataclass
 class AgentView:
-    """A dashboard page's stream: the inbox of every site, plus one open conversation."""
+    """A dashboard page's stream: inbox rows of every site, one open conversation, and the
+    agent's own topic (deactivation ends the stream)."""
 
     site_ids: list[int]
+    agent_id: int
     conversation_id: int | None
+    inbox: Literal["open", "closed"] | None  # None: a search page, whose rows stay put
     audience: ClassVar[Audience] = "agent"
 
     @property
     def topics(self) -> list[str]:
-        return [site_topic(site_id) for site_id in self.site_ids]
+        return [*(site_topic(site_id) for site_id in self.site_ids), agent_topic(self.agent_id)]
 
     async def snapshot(self, conn: Connection) -> tuple[list[bytes], list[ConversationState]]:
-        states = await conversations.open_states(conn, INBOX_SIZE)
-        batch = [frames.inbox(states)]
+        states: list[ConversationState] = []
+        batch = []
+        if self.inbox is not None:
+            states = await conversations.inbox(conn, closed=self.inbox == "closed",
+                                               limit=INBOX_SIZE)
+            batch.append(frames.inbox(states))
         if self.conversation_id is not None:
             state = next((s for s in states if s.id == self.conversation_id), None)
             state = state or await conversations.state(conn, self.conversation_id)
@@ -95,24 +192,35 @@ class AgentView:
         return batch, states
 
     def state_frames(self, state: ConversationState) -> list[bytes]:
-        batch = [frames.inbox_row(state)]
+        batch = [frames.inbox_row(state)] if self.inbox is not None else []
         if state.id == self.conversation_id:
             batch.append(frames.status(state, "agent"))
         return batch
 
 
 async def stream(request: Request) -> Response:
-    await require_agent(request)
+    agent = await require_agent(request)
     conversation_id = int_param(request.query_params.get("conversation"), "conversation")
+    inbox: Literal["open", "closed"] | None = None  # a search page's rows stay put
+    match request.query_params.get("inbox", "open"):
+        case "open":
+            inbox = "open"
+        case "closed":
+            inbox = "closed"
     async with services(request).pool.acquire() as conn:
         if conversation_id is not None and not await conversations.exists(conn, conversation_id):
             raise NotFound("No such conversation.")
         site_ids = await sites.ids(conn)
-    return sse_response(request, AgentView(site_ids, conversation_id))
+    return sse_response(request, AgentView(site_ids, agent.id, conversation_id, inbox))
 
 
 routes = [
+    Route("/", home, methods=["GET"]),
+    Route("/inbox", inbox_page, methods=["GET"]),
     Route("/stream", stream, methods=["GET"]),
+    Route("/conversations/{conversation_id:int}", conversation_page, methods=["GET"]),
+    Route("/conversations/{conversation_id:int}/older", older, methods=["GET"]),
+    Route("/conversations/{conversation_id:int}/read", mark_read, methods=["POST"]),
     Route("/conversations/{conversation_id:int}/messages", reply, methods=["POST"]),
     Route("/conversations/{conversation_id:int}/{action}", change_status, methods=["POST"]),
 ]

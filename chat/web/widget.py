@@ -83,7 +83,6 @@ async def frame(request: Request) -> Response:
     svc = services(request)
     response = templates.TemplateResponse(request, "pages/widget.html", {
         "site": site, "settings": site.settings, "origin": origin,
-        "htmx_url": svc.settings.htmx_url,
     })
     response.headers["Content-Security-Policy"] = (
         f"frame-ancestors {site.frame_ancestors}; default-src 'self'; "

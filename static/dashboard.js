@@ -1,0 +1,323 @@
+/* The dashboard's glue. htmx and its SSE stream keep the page live; this adds what is the
+ * page's own business: which rows a tab shows, unread counts and the title, sounds and
+ * desktop notifications, the reply box (optimistic send, canned responses), the
+ * connection state, and keyboard shortcuts.
+ */
+(function () {
+  "use strict";
+  var body = document.body;
+  var me = body.dataset.agent;
+  var tab = body.dataset.tab;
+  var openId = body.dataset.conversation || null;
+  var csrf = document.querySelector('meta[name="csrf-token"]').content;
+  var inbox = document.getElementById("inbox");
+  var reads = inbox ? JSON.parse(inbox.dataset.reads || "{}") : {};
+  var baseTitle = document.title;
+  var known = new Set();
+
+  function post(path, data) {
+    return fetch(path, { method: "POST", body: data, credentials: "same-origin",
+                         headers: { "X-CSRF-Token": csrf, "HX-Request": "true" } });
+  }
+
+  /* ---- the inbox -------------------------------------------------------------------- */
+
+  var shows = {
+    waiting: function (row) { return row.dataset.status === "waiting"; },
+    mine: function (row) { return row.dataset.status !== "closed" && row.dataset.assignee === me; },
+    open: function (row) { return row.dataset.status !== "closed"; },
+    closed: function (row) { return row.dataset.status === "closed"; },
+    search: function () { return true; }
+  };
+
+  function unreadOf(row) {
+    var id = row.id.replace("conversation-", "");
+    return Math.max(0, (+row.dataset.visitorMessages || 0) - (reads[id] || 0));
+  }
+
+  function refreshInbox() {
+    if (!inbox) return;
+    var rows = Array.from(inbox.querySelectorAll(".conversation-row"));
+    rows.sort(function (a, b) { return b.dataset.activity.localeCompare(a.dataset.activity); });
+    rows.forEach(function (row, index) {  // newest first, moving only what is out of place
+      if (inbox.children[index] !== row) inbox.insertBefore(row, inbox.children[index] || null);
+    });
+    var total = 0;
+    var counts = { waiting: 0, mine: 0, open: 0, closed: 0 };
+    rows.forEach(function (row) {
+      var id = row.id.replace("conversation-", "");
+      if (id === openId && row.dataset.status !== "closed") markRead(row);
+      var unread = unreadOf(row);
+      var badge = row.querySelector(".unread");
+      badge.hidden = !unread;
+      badge.textContent = unread;
+      if (row.dataset.status !== "closed") total += unread;
+      Object.keys(counts).forEach(function (key) { if (shows[key](row)) counts[key] += 1; });
+      row.hidden = !shows[tab](row);
+      row.classList.toggle("current", id === openId);
+      if (!known.has(row.id)) {
+        if (known.size && row.dataset.status === "waiting") announce(row);
+        known.add(row.id);
+      }
+    });
+    document.querySelectorAll("[data-count]").forEach(function (el) {
+      var n = counts[el.dataset.count];
+      el.textContent = el.dataset.count === "closed" || !n ? "" : n;
+    });
+    var empty = document.querySelector(".empty-inbox");
+    if (empty) empty.hidden = rows.some(function (row) { return !row.hidden; });
+    document.title = (total ? "(" + total + ") " : "") + baseTitle;
+  }
+
+  function markRead(row) {
+    var count = +row.dataset.visitorMessages || 0;
+    if (document.hidden || (reads[openId] || 0) >= count) return;
+    reads[openId] = count;
+    var data = new FormData();
+    data.append("count", count);
+    post("/conversations/" + openId + "/read", data);
+  }
+  document.addEventListener("visibilitychange", refreshInbox);
+
+  function announce(row) {
+    ChatMessages.chime();
+    if (window.Notification && Notification.permission === "granted" && document.hidden) {
+      var name = row.querySelector(".visitor").textContent;
+      var note = new Notification("New conversation: " + name, {
+        body: row.querySelector(".preview").textContent, tag: row.id
+      });
+      note.onclick = function () { window.focus(); location.href = row.querySelector("a").href; };
+    }
+  }
+
+  if (inbox) {
+    inbox.querySelectorAll(".conversation-row").forEach(function (row) { known.add(row.id); });
+    new MutationObserver(refreshInbox).observe(inbox, { childList: true });
+    refreshInbox();
+    inbox.addEventListener("click", function (event) {  // keep the tab when opening a row
+      var link = event.target.closest("a");
+      if (!link || tab === "search") return;
+      event.preventDefault();
+      location.href = link.getAttribute("href") + "?tab=" + tab;
+    });
+  }
+
+  /* ---- the open conversation -------------------------------------------------------- */
+
+  var history = document.getElementById("history");
+  var entries = openId && document.getElementById("entries-" + openId);
+  var form = document.getElementById("reply");
+  var box = document.getElementById("reply-box");
+
+  function nearBottom() {
+    return history.scrollHeight - history.scrollTop - history.clientHeight < 80;
+  }
+  if (history) {
+    history.scrollTop = history.scrollHeight;
+    new MutationObserver(function (records) {
+      var stick = nearBottom();
+      records.forEach(function (r) {
+        r.addedNodes.forEach(function (n) { if (n.nodeType === 1) ChatMessages.arrived(n); });
+      });
+      if (stick) history.scrollTop = history.scrollHeight;
+    }).observe(entries, { childList: true });
+    history.addEventListener("scroll", function () {
+      var older = history.querySelector("[data-action=older]:not(:disabled)");
+      if (older && history.scrollTop < 40) loadOlder(older);
+    });
+  }
+
+  function loadOlder(button) {
+    button.disabled = true;
+    fetch("/conversations/" + openId + "/older?before=" + button.dataset.before, {
+      headers: { "HX-Request": "true" }, credentials: "same-origin"
+    }).then(function (r) { return r.text(); }).then(function (html) {
+      var holder = document.createElement("div");
+      holder.innerHTML = html;
+      var height = history.scrollHeight;
+      entries.prepend(holder.querySelector("template.older-entries").content);
+      var next = holder.querySelector("[data-action=older]");
+      if (next) history.insertBefore(next, entries);
+      button.remove();
+      history.scrollTop += history.scrollHeight - height;
+    });
+  }
+
+  function send() {
+    var text = box.value.trim();
+    var error = document.getElementById("reply-error");
+    if (!text) { error.textContent = "Type a reply first."; error.hidden = false; return; }
+    error.hidden = true;
+    var note = form.elements.note.checked;
+    var bubble = ChatMessages.pending(entries, text, note ? "note" : "agent");
+    bubble.dataset.note = note ? "1" : "";
+    history.scrollTop = history.scrollHeight;
+    box.value = "";
+    deliver(bubble);
+  }
+
+  function deliver(bubble) {
+    var data = new FormData();
+    data.append("body", bubble.dataset.text);
+    data.append("client_id", bubble.dataset.pending);
+    if (bubble.dataset.note) data.append("note", "1");
+    ChatMessages.sending(bubble);
+    post("/conversations/" + openId + "/messages", data).then(function (response) {
+      return response.text().then(function (html) {
+        if (response.ok) ChatMessages.settle(bubble, html);
+        else ChatMessages.fail(bubble, response.status, html);
+      });
+    }).catch(function () { ChatMessages.fail(bubble, 0, ""); });
+  }
+
+  if (form) {
+    form.addEventListener("submit", function (event) { event.preventDefault(); send(); });
+    box.addEventListener("keydown", function (event) {
+      if (cannedKeys(event)) return;
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        send();
+      }
+    });
+    box.addEventListener("input", cannedFilter);
+    document.getElementById("canned-button").addEventListener("click", function () {
+      box.value = "/";
+      box.focus();
+      cannedFilter();
+    });
+  }
+  document.addEventListener("click", function (event) {
+    var retry = event.target.closest("[data-action=retry]");
+    if (retry) deliver(retry.closest(".entry"));
+  });
+
+  /* ---- canned responses: "/" then a shortcut ---------------------------------------- */
+
+  var menu = document.getElementById("canned-menu");
+  var choice = -1;
+
+  function options() {
+    return Array.from(menu.querySelectorAll("[role=option]")).filter(function (o) {
+      return !o.hidden;
+    });
+  }
+
+  function cannedFilter() {
+    var match = /^\/(\S*)$/.exec(box.value);
+    if (!match || !menu.children.length) { menu.hidden = true; return; }
+    menu.querySelectorAll("[role=option]").forEach(function (option) {
+      option.hidden = option.dataset.shortcut.indexOf(match[1]) !== 0;
+    });
+    menu.hidden = !options().length;
+    highlight(0);
+  }
+
+  function highlight(index) {
+    var list = options();
+    choice = list.length ? (index + list.length) % list.length : -1;
+    list.forEach(function (option, i) { option.setAttribute("aria-selected", i === choice); });
+    if (choice >= 0) box.setAttribute("aria-activedescendant", list[choice].id);
+  }
+
+  function cannedKeys(event) {
+    if (menu.hidden) return false;
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      highlight(choice + (event.key === "ArrowDown" ? 1 : -1));
+    } else if ((event.key === "Enter" || event.key === "Tab") && choice >= 0) {
+      insertCanned(options()[choice]);
+    } else if (event.key === "Escape") {
+      menu.hidden = true;
+    } else {
+      return false;
+    }
+    event.preventDefault();
+    return true;
+  }
+
+  function insertCanned(option) {
+    box.value = option.dataset.body;
+    menu.hidden = true;
+    box.removeAttribute("aria-activedescendant");
+    box.focus();
+  }
+  if (menu) {
+    menu.addEventListener("mousedown", function (event) {
+      var option = event.target.closest("[role=option]");
+      if (option) { event.preventDefault(); insertCanned(option); }
+    });
+  }
+
+  /* ---- connection state, errors, reloads -------------------------------------------- */
+
+  var connection = document.getElementById("connection");
+  function setConnection(text) { connection.textContent = text; }
+  document.addEventListener("htmx:sse:after:connection", function () { setConnection(""); });
+  document.addEventListener("htmx:sse:before:connection", function (event) {
+    if (event.detail.connection.attempt > 0) setConnection("Reconnecting…");
+  });
+  document.addEventListener("htmx:sse:error", function () { setConnection("Reconnecting…"); });
+  document.addEventListener("htmx:sse:close", function () {
+    setConnection("Disconnected. Reload the page.");
+  });
+  document.addEventListener("reload", function () { location.reload(); });
+
+  var toast = document.getElementById("toast");
+  document.addEventListener("htmx:response:error", function (event) {
+    var ctx = event.detail.ctx;
+    if (ctx.response.status === 409) return;  // the swapped-in state says what happened
+    var holder = document.createElement("div");
+    holder.innerHTML = ctx.text || "";
+    toast.textContent = holder.textContent.trim() || "Something went wrong.";
+    toast.hidden = false;
+    setTimeout(function () { toast.hidden = true; }, 6000);
+  });
+
+  /* ---- small things ----------------------------------------------------------------- */
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy]");
+    if (!button) return;
+    var input = document.querySelector(button.dataset.copy);
+    navigator.clipboard.writeText(input.value).then(function () {
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = "Copy"; }, 2000);
+    });
+  });
+
+  if (window.Notification && Notification.permission === "default" && inbox) {
+    var ask = document.createElement("button");
+    ask.type = "button";
+    ask.className = "quiet";
+    ask.textContent = "Enable notifications";
+    ask.addEventListener("click", function () {
+      Notification.requestPermission().then(function () { ask.remove(); });
+    });
+    connection.after(ask);
+  }
+
+  function ago(time) {
+    var minutes = Math.round((Date.now() - Date.parse(time.getAttribute("datetime"))) / 60000);
+    if (minutes < 1) return "now";
+    if (minutes < 60) return minutes + "m";
+    if (minutes < 1440) return Math.round(minutes / 60) + "h";
+    return Math.round(minutes / 1440) + "d";
+  }
+  function tick() {
+    document.querySelectorAll("time.ago").forEach(function (t) { t.textContent = ago(t); });
+  }
+  tick();
+  setInterval(tick, 30000);
+  if (inbox) new MutationObserver(tick).observe(inbox, { childList: true });
+
+  // j / k: next and previous conversation; r: reply. Not while typing.
+  document.addEventListener("keydown", function (event) {
+    var typing = /^(INPUT|TEXTAREA|SELECT)$/.test(event.target.tagName);
+    if (typing || event.ctrlKey || event.metaKey || event.altKey || !inbox) return;
+    if (event.key === "r" && box) { event.preventDefault(); box.focus(); return; }
+    if (event.key !== "j" && event.key !== "k") return;
+    var rows = Array.from(inbox.querySelectorAll(".conversation-row:not([hidden])"));
+    var at = rows.findIndex(function (row) { return row.classList.contains("current"); });
+    var next = rows[at + (event.key === "j" ? 1 : -1)] || rows[event.key === "j" ? 0 : rows.length - 1];
+    if (next) next.querySelector("a").click();
+  });
+})();

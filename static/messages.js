@@ -1,0 +1,102 @@
+/* What the widget and the dashboard share about sending messages: an optimistic bubble
+ * that the stored message (or the stream's copy of it) replaces, a failed state with a
+ * retry that reuses the same client id (so a retry can never double a message), and the
+ * chime for new messages.
+ */
+window.ChatMessages = (function () {
+  "use strict";
+
+  function clientId() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    return Date.now().toString(36) + Math.random().toString(36).slice(2);
+  }
+
+  /* A bubble for text not yet stored, appended to ``list`` with the sender's ``kind``. */
+  function pending(list, text, kind) {
+    var id = clientId();
+    var bubble = document.createElement("div");
+    bubble.className = "entry " + kind + " pending";
+    bubble.id = "pending-" + id;
+    bubble.dataset.pending = id;
+    bubble.dataset.text = text;
+    var body = document.createElement("p");
+    body.className = "body";
+    body.textContent = text;
+    var note = document.createElement("span");
+    note.className = "state";
+    bubble.append(body, note);
+    list.append(bubble);
+    sending(bubble);
+    return bubble;
+  }
+
+  function sending(bubble) {
+    bubble.classList.remove("failed");
+    bubble.classList.add("pending");
+    bubble.querySelector(".state").textContent = "Sending…";
+  }
+
+  /* The stored message came back: it replaces the bubble, unless the stream was first. */
+  function settle(bubble, html) {
+    if (!bubble.isConnected) return;
+    var holder = document.createElement("div");
+    holder.innerHTML = html.trim();
+    var stored = holder.firstElementChild;
+    if (stored && stored.id && !document.getElementById(stored.id)) bubble.replaceWith(stored);
+    else bubble.remove();
+  }
+
+  /* Show why it failed; network errors, 429 and 5xx get a Retry button. */
+  function fail(bubble, status, html) {
+    var holder = document.createElement("div");
+    holder.innerHTML = html || "";
+    var reason = holder.textContent.trim();
+    var retryable = status === 0 || status === 429 || status >= 500;
+    bubble.classList.remove("pending");
+    bubble.classList.add("failed");
+    var note = bubble.querySelector(".state");
+    note.textContent = retryable ? "Not sent. " : (reason || "Not sent.") + " ";
+    if (retryable) {
+      var button = document.createElement("button");
+      button.type = "button";
+      button.dataset.action = "retry";
+      button.textContent = "Retry";
+      note.append(button);
+    }
+  }
+
+  /* An entry arrived (stream or response): drop the bubble it stands for. */
+  function arrived(entry) {
+    var id = entry.dataset && entry.dataset.clientId;
+    var bubble = id && document.getElementById("pending-" + id);
+    if (bubble) bubble.remove();
+  }
+
+  var audio = null;
+  // Browsers play sound only after a user gesture: prepare the audio context on the first.
+  ["pointerdown", "keydown"].forEach(function (type) {
+    document.addEventListener(type, function () {
+      if (!audio && window.AudioContext) { audio = new AudioContext(); audio.resume(); }
+    }, { once: true, capture: true });
+  });
+
+  function chime() {
+    if (!audio || audio.state !== "running") return;
+    var now = audio.currentTime;
+    [880, 660].forEach(function (pitch, index) {
+      var start = now + index * 0.12;
+      var tone = audio.createOscillator();
+      var gain = audio.createGain();
+      tone.frequency.value = pitch;
+      gain.gain.setValueAtTime(0.0001, start);
+      gain.gain.exponentialRampToValueAtTime(0.15, start + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, start + 0.18);
+      tone.connect(gain).connect(audio.destination);
+      tone.start(start);
+      tone.stop(start + 0.2);
+    });
+  }
+
+  return { pending: pending, sending: sending, settle: settle, fail: fail, arrived: arrived,
+           chime: chime };
+})();

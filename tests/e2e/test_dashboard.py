@@ -1,0 +1,200 @@
+"""The dashboard as agents use it, next to a visitor in the widget, in a real Chromium."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+
+from playwright.sync_api import BrowserContext, FrameLocator, Page, expect
+
+from chat import db
+from chat.actions.agents import create_agent
+from tests.conftest import Seed
+from tests.e2e.conftest import Widget
+from tests.e2e.test_widget import SCREENSHOTS, open_widget, send
+from tests.support import ROOT, AppProcess, run_async
+
+StartApp = Callable[..., AppProcess]
+NewContext = Callable[..., BrowserContext]
+
+
+def sign_in(context: BrowserContext, app: AppProcess, email: str, password: str) -> Page:
+    page = context.new_page()
+    page.goto(app.url + "/inbox")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/inbox$"))
+    return page
+
+
+def add_agent(database: str, name: str, email: str) -> None:
+    async def add() -> None:
+        async with db.connect(database) as conn:
+            await create_agent(conn, email=email, name=name, password="agent password")
+
+    run_async(add())
+
+
+def row(page: Page, text: str) -> object:
+    return page.locator(".conversation-row", has_text=text)
+
+
+def test_a_visitor_and_two_agents_work_a_conversation_live(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed, database: str,
+) -> None:
+    widget = embed(start_app(app_env))
+    add_agent(database, "Sam", "sam@example.com")
+    alex = sign_in(new_context(), widget.app, seed.email, seed.password)
+    sam = sign_in(new_context(), widget.app, "sam@example.com", "agent password")
+    sam.get_by_role("link", name=re.compile("All open")).click()
+    visitor = new_context().new_page()
+    frame = open_widget(visitor, widget.host.url)
+
+    frame.get_by_label("Your name").fill("Maria Silva")
+    send(frame, "Hi! My invoice is missing.")
+    waiting = row(alex, "Maria Silva")
+    expect(waiting).to_contain_text("My invoice is missing.")  # live, in Waiting
+    expect(waiting.locator(".unread")).to_have_text("1")
+    expect(alex).to_have_title(re.compile(r"^\(1\) Inbox"))
+    expect(row(sam, "Maria Silva")).to_contain_text("Unassigned")
+
+    waiting.get_by_role("link").click()
+    alex.get_by_role("button", name="Claim").click()
+    expect(alex.locator(".conversation-status")).to_contain_text("Active · Alex")
+    expect(row(sam, "Maria Silva")).to_contain_text("Alex")  # moved to Alex, live
+    expect(frame.get_by_text("Alex joined the conversation")).to_be_visible()
+
+    reply = alex.get_by_role("textbox", name="Reply")
+    reply.fill("Hello Maria! I'm sending it again now.")
+    reply.press("Enter")
+    expect(frame.locator(".entry.agent", has_text="sending it again")).to_be_visible()
+    alex.get_by_label("Private note").check()
+    reply.fill("Billing address was outdated")
+    alex.get_by_role("button", name="Send").click()
+    expect(alex.locator(".entry.note", has_text="Billing address")).to_be_visible()
+    send(frame, "Got it, thanks!")
+    expect(alex.locator(".entry.visitor", has_text="Got it, thanks!")).to_have_count(1)
+    expect(frame.get_by_text("Billing address")).to_have_count(0)  # notes stay private
+
+    alex.get_by_role("button", name="Close conversation").click()
+    expect(frame.locator(".conversation-status")).to_contain_text("This conversation is closed.")
+    expect(alex.get_by_role("button", name="Reopen")).to_be_visible()
+    expect(row(sam, "Maria Silva")).to_be_hidden()  # closed: out of "All open"
+
+
+def test_two_agents_claiming_together_end_up_agreeing_on_one_owner(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed, database: str,
+) -> None:
+    widget = embed(start_app(app_env))
+    add_agent(database, "Sam", "sam@example.com")
+    visitor = new_context().new_page()
+    frame = open_widget(visitor, widget.host.url)
+    send(frame, "Who will answer me?")
+    pages = [sign_in(new_context(), widget.app, seed.email, seed.password),
+             sign_in(new_context(), widget.app, "sam@example.com", "agent password")]
+    for page in pages:
+        row(page, "Who will answer me?").get_by_role("link").click()
+        expect(page.get_by_role("button", name="Claim")).to_be_visible()
+    for page in pages:  # both click before either answer can arrive
+        page.evaluate("document.querySelector('[hx-post$=\"/claim\"]').click()")
+    owners = set()
+    for page in pages:
+        status = page.locator(".conversation-status .state")
+        expect(status).to_have_text(re.compile(r"Active · (Alex|Sam)"))
+        owners.add(status.inner_text())
+    assert len(owners) == 1  # both agents see the same, single owner
+    expect(frame.locator(".entry.activity", has_text="joined")).to_have_count(1)
+
+
+def test_a_backgrounded_dashboard_keeps_receiving(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed,
+) -> None:
+    widget = embed(start_app(app_env))
+    alex = sign_in(new_context(), widget.app, seed.email, seed.password)
+    alex.evaluate("""() => {
+        Object.defineProperty(document, 'hidden', {get: () => true});
+        Object.defineProperty(document, 'visibilityState', {get: () => 'hidden'});
+        document.dispatchEvent(new Event('visibilitychange'));
+    }""")
+    visitor = new_context().new_page()
+    frame = open_widget(visitor, widget.host.url)
+    for n in range(3):
+        send(frame, f"Message {n} while the agent's tab is hidden")
+    expect(row(alex, "while the agent's tab is hidden")).to_contain_text("Message 2")
+    expect(row(alex, "Message 2").locator(".unread")).to_have_text("3")
+
+
+def test_the_dashboard_reconnects_by_itself_after_its_server_is_killed(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str], redis_url: str,
+    embed: Callable[[AppProcess], Widget], seed: Seed,
+) -> None:
+    env = dict(app_env, REDIS_URL=redis_url)
+    agent_app, widget_app = start_app(env), start_app(env)
+    widget = embed(widget_app)
+    visitor = new_context().new_page()
+    frame = open_widget(visitor, widget.host.url)
+    send(frame, "Hello?")
+    alex = sign_in(new_context(), agent_app, seed.email, seed.password)
+    row(alex, "Hello?").get_by_role("link").click()
+    alex.get_by_role("button", name="Claim").click()
+    expect(frame.get_by_text("Alex joined the conversation")).to_be_visible()
+
+    agent_app.kill()  # SIGKILL: the dashboard's stream is cut
+    expect(alex.locator("#connection")).to_have_text("Reconnecting…", timeout=15_000)
+    for n in range(1, 4):
+        send(frame, f"Visitor message {n} during the outage")
+    agent_app.start()
+
+    arrived = alex.locator(".entry.visitor", has_text="during the outage")
+    expect(arrived).to_have_count(3, timeout=30_000)
+    numbers = [re.search(r"message (\d)", text) for text in arrived.all_inner_texts()]
+    assert [match.group(1) for match in numbers if match] == ["1", "2", "3"]
+    expect(alex.locator("#connection")).to_have_text("")
+    expect(row(alex, "during the outage")).to_contain_text("Visitor message 3")
+
+
+def test_screenshots_of_the_dashboard(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed,
+) -> None:
+    """Look at them in test-artifacts/; UPDATE_SCREENSHOTS=1 refreshes docs/screenshots."""
+    widget = embed(start_app(app_env))
+    target = SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") else ROOT / "test-artifacts"
+    target.mkdir(parents=True, exist_ok=True)
+    context = new_context(viewport={"width": 1400, "height": 820})
+    page = context.new_page()
+    page.goto(widget.app.url + "/login")
+    page.screenshot(path=target / "dashboard-sign-in.png")
+    alex = sign_in(context, widget.app, seed.email, seed.password)
+    alex.screenshot(path=target / "dashboard-inbox-empty.png")
+    visitors = [("Maria Silva", "Hi! My invoice for order 1042 is missing."),
+                ("John Roe", "Do you ship to Canada?"),
+                ("Aiko Tanaka", "Can I change the size of my order?"),
+                ("", "Hello, is anyone there?")]
+    frame: FrameLocator | None = None
+    for name, text in visitors:
+        frame = open_widget(new_context().new_page(), widget.host.url)
+        if name:
+            frame.get_by_label("Your name").fill(name)
+        send(frame, text)
+    expect(alex.locator(".conversation-row")).to_have_count(4)
+    alex.get_by_role("link", name=re.compile("All open")).click()
+    alex.screenshot(path=target / "dashboard-inbox.png")
+    row(alex, "Maria Silva").get_by_role("link").click()
+    alex.get_by_role("button", name="Claim").click()
+    reply = alex.get_by_role("textbox", name="Reply")
+    reply.fill("Hello Maria! I'm sorry about that, I'm resending it now.")
+    reply.press("Enter")
+    alex.get_by_label("Private note").check()
+    reply.fill("Invoice went to the old billing address.")
+    reply.press("Enter")
+    expect(alex.locator(".entry.note")).to_have_count(1)
+    alex.screenshot(path=target / "dashboard-conversation.png")
+    alex.goto(widget.app.url + "/settings")
+    alex.screenshot(path=target / "dashboard-settings.png")
