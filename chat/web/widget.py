@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from asyncpg import Record
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -37,10 +38,23 @@ PAGE_SIZE = 30
 
 @dataclass(frozen=True, slots=True)
 class Access:
-    site: Site
-    visitor_id: int | None
-    conversation_id: int | None
+    row: Record  # the site's columns, visitor_id and conversation_id
     token: str | None
+
+    @property
+    def visitor_id(self) -> int | None:
+        visitor_id: int | None = self.row["visitor_id"]
+        return visitor_id
+
+    @property
+    def conversation_id(self) -> int | None:
+        conversation_id: int | None = self.row["conversation_id"]
+        return conversation_id
+
+    @property
+    def site(self) -> Site:
+        # Built only by the routes that need it: messages and streams, the hot paths, don't.
+        return Site.from_row(self.row)
 
 
 async def authorize(request: Request, *, conversation: bool = False,
@@ -61,7 +75,7 @@ async def authorize(request: Request, *, conversation: bool = False,
         raise Unauthorized("A visitor token is required.")
     if conversation and row["conversation_id"] is None:
         raise NotFound("No such conversation.")
-    return Access(Site.from_row(row), row["visitor_id"], row["conversation_id"], token)
+    return Access(row, token)
 
 
 async def loader(request: Request) -> Response:
@@ -113,19 +127,20 @@ async def current(request: Request) -> Response:
 
 
 def _welcome(request: Request, access: Access, *, has_past: bool) -> Response:
-    return HTMLResponse(render("partials/widget_welcome.html", site=access.site,
-                               settings=access.site.settings, has_past=has_past))
+    site = access.site
+    return HTMLResponse(render("partials/widget_welcome.html", site=site,
+                               settings=site.settings, has_past=has_past))
 
 
 def _conversation_view(request: Request, access: Access, state: ConversationState,
                        entries: list[Any], status_code: int = 200,
                        new_token: str | None = None) -> Response:
     token = new_token or access.token
+    key = access.row["public_key"]
     html = render(
-        "partials/widget_conversation.html", site=access.site, conversation=state,
+        "partials/widget_conversation.html", conversation=state,
         entries=entries, has_older=bool(entries) and entries[0].seq > 1,
-        stream_url=(f"/widget/{access.site.public_key}/conversations/{state.id}/stream"
-                    f"?after={state.last_seq}"),
+        stream_url=f"/widget/{key}/conversations/{state.id}/stream?after={state.last_seq}",
         stream_headers=json.dumps({"X-Visitor-Token": token}), audience="visitor",
     )
     headers = {"X-Visitor-Token": new_token} if new_token else None
@@ -177,7 +192,8 @@ async def start_conversation(request: Request) -> Response:
         "page": data.get("page") if isinstance(data.get("page"), str) else None,
         "user_agent": request.headers.get("user-agent"),
     })
-    _require_prechat(access.site, contact)
+    site = access.site
+    _require_prechat(site, contact)
     actions.clean_body(data.get("body"))  # refuse bad input before it counts as an attempt
     client = request.client.host if request.client else "unknown"
     await svc.limiter.hit(ratelimit.CONVERSATIONS_PER_IP, "ip", client)
@@ -185,7 +201,7 @@ async def start_conversation(request: Request) -> Response:
         await svc.limiter.hit(ratelimit.CONVERSATIONS_PER_VISITOR, "visitor",
                               str(access.visitor_id))
     started = await actions.start(
-        svc, site_id=access.site.id, visitor_id=access.visitor_id, body=data.get("body"),
+        svc, site_id=site.id, visitor_id=access.visitor_id, body=data.get("body"),
         client_id=data.get("client_id"), contact=contact,
     )
     if wants_html(request):

@@ -10,6 +10,7 @@ from playwright.sync_api import BrowserContext, FrameLocator, Page, expect
 
 from chat import db
 from chat.actions.agents import create_agent
+from chat.queries import canned
 from tests.conftest import Seed
 from tests.e2e.conftest import Widget
 from tests.e2e.test_widget import SCREENSHOTS, open_widget, send
@@ -38,6 +39,14 @@ def add_agent(database: str, name: str, email: str) -> None:
     run_async(add())
 
 
+def add_canned(database: str, shortcut: str, body: str, agent_id: int) -> None:
+    async def add() -> None:
+        async with db.connect(database) as conn:
+            await canned.insert(conn, shortcut=shortcut, body=body, created_by=agent_id)
+
+    run_async(add())
+
+
 def row(page: Page, text: str) -> object:
     return page.locator(".conversation-row", has_text=text)
 
@@ -48,6 +57,7 @@ def test_a_visitor_and_two_agents_work_a_conversation_live(
 ) -> None:
     widget = embed(start_app(app_env))
     add_agent(database, "Sam", "sam@example.com")
+    add_canned(database, "greet", "Hello! Thanks for reaching out.", seed.agent_id)
     alex = sign_in(new_context(), widget.app, seed.email, seed.password)
     sam = sign_in(new_context(), widget.app, "sam@example.com", "agent password")
     sam.get_by_role("link", name=re.compile("All open")).click()
@@ -62,13 +72,24 @@ def test_a_visitor_and_two_agents_work_a_conversation_live(
     expect(alex).to_have_title(re.compile(r"^\(1\) Inbox"))
     expect(row(sam, "Maria Silva")).to_contain_text("Unassigned")
 
+    second_tab = alex.context.new_page()  # one agent, two tabs: both stay live
+    second_tab.goto(widget.app.url + "/inbox?tab=open")
     waiting.get_by_role("link").click()
+    expect(alex.get_by_role("button", name="Claim")).to_be_visible()
+    alex.wait_for_load_state()
+    alex.keyboard.press("r")
+    expect(alex.get_by_role("textbox", name="Reply")).to_be_focused()
     alex.get_by_role("button", name="Claim").click()
     expect(alex.locator(".conversation-status")).to_contain_text("Active · Alex")
     expect(row(sam, "Maria Silva")).to_contain_text("Alex")  # moved to Alex, live
     expect(frame.get_by_text("Alex joined the conversation")).to_be_visible()
+    expect(row(second_tab, "Maria Silva")).to_contain_text("Alex")
 
     reply = alex.get_by_role("textbox", name="Reply")
+    reply.type("/gre")  # a canned response, by its shortcut
+    expect(alex.get_by_role("option", name=re.compile("greet"))).to_be_visible()
+    reply.press("Enter")
+    expect(reply).to_have_value("Hello! Thanks for reaching out.")
     reply.fill("Hello Maria! I'm sending it again now.")
     reply.press("Enter")
     expect(frame.locator(".entry.agent", has_text="sending it again")).to_be_visible()

@@ -267,3 +267,37 @@ def test_admins_manage_sites_team_and_canned_responses(
         "csrf_token": csrf, "name": "Kim", "email": "kim@example.com", "password": "kim password"})
     assert added.status_code == 303
     assert "Kim" in admin.get("/agents", headers=HTML).text
+
+
+def test_agents_change_their_own_name_and_password(
+    app: AppProcess, seed: Seed, sam: tuple[str, str],
+) -> None:
+    agent, csrf = signed_in(app, *sam)
+    renamed = agent.post("/profile", data={"csrf_token": csrf, "name": "Samantha"}, headers=HTML)
+    assert renamed.status_code == 200 and "Saved." in renamed.text
+    assert "Samantha" in agent.get("/inbox", headers=HTML).text
+    wrong = agent.post("/profile", headers=HTML, data={
+        "csrf_token": csrf, "current_password": "nope", "new_password": "a new password"})
+    assert wrong.status_code == 422 and "current password is not right" in wrong.text
+    changed = agent.post("/profile", headers=HTML, data={
+        "csrf_token": csrf, "current_password": sam[1], "new_password": "a new password"})
+    assert changed.status_code == 200
+    signed_in(app, sam[0], "a new password")
+    old = httpx.post(f"{app.url}/login", data={"email": sam[0], "password": sam[1]})
+    assert old.status_code == 401
+
+
+async def test_assigning_transfers_a_conversation_and_says_so_in_its_history(
+    app: AppProcess, seed: Seed, sam: tuple[str, str], conversation: int, database: str,
+) -> None:
+    alex = Agent(app.url)
+    await alex.login(seed.email, seed.password)
+    sam_id = sql(database, "SELECT id FROM agents WHERE email = $1", sam[0])
+    moved = await alex.act(conversation, "assign", assignee_id=str(sam_id))
+    assert moved.status_code == 200
+    assert moved.json()["conversation"]["assignee_name"] == "Sam"
+    assert sql(database, "SELECT body FROM messages WHERE kind = 'activity'") == (
+        "Alex assigned the conversation to Sam")
+    nobody = await alex.act(conversation, "assign", assignee_id="999999")
+    assert nobody.status_code == 422
+    await alex.close()
