@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -11,7 +12,8 @@ from starlette.routing import Route
 from chat.actions import agents as agent_actions
 from chat.actions import canned as canned_actions
 from chat.actions.sites import create_site, update_site
-from chat.errors import ChatError
+from chat.errors import ChatError, NotFound
+from chat.models import Agent
 from chat.queries import agents, canned, sites
 from chat.services import services
 from chat.sites import Site, SiteSettings, embed_snippet
@@ -39,129 +41,100 @@ async def _render(request: Request, page: str, context: dict[str, Any],
     return templates.TemplateResponse(request, page, context, status_code=status_code)
 
 
-async def _after(request: Request, page: str, path: str, error: ChatError | None) -> Response:
-    """Where a form post lands: the page again with a notice or the error, or JSON."""
-    if not wants_html(request):
-        if error is not None:
-            raise error
-        return JSONResponse({"ok": True})
-    if error is None:
+Change = Callable[[Request, Agent, dict[str, Any]], Awaitable[object]]
+
+
+def page(template: str) -> Callable[[Request], Awaitable[Response]]:
+    """An admin page, with "Saved." after a successful form post."""
+
+    async def show(request: Request) -> Response:
+        await require_admin(request)
+        notice = "Saved." if request.query_params.get("saved") else None
+        return await _render(request, template, {"notice": notice})
+
+    return show
+
+
+def form(template: str, path: str, change: Change) -> Callable[[Request], Awaitable[Response]]:
+    """A form post by an admin: browsers land on the page again (with the error, if any),
+    API callers get JSON."""
+
+    async def post(request: Request) -> Response:
+        data = await fields(request)
+        actor = await require_admin(request, data)
+        try:
+            await change(request, actor, data)
+        except ChatError as error:
+            if not wants_html(request):
+                raise
+            return await _render(request, template, {"error": str(error)}, error.status_code)
+        if not wants_html(request):
+            return JSONResponse({"ok": True})
         return RedirectResponse(f"{path}?saved=1", status_code=303)
-    return await _render(request, page, {"error": str(error)}, error.status_code)
+
+    return post
 
 
-async def settings_page(request: Request) -> Response:
-    await require_admin(request)
-    notice = "Saved." if request.query_params.get("saved") else None
-    return await _render(request, "pages/settings.html", {"notice": notice})
+def _text(data: dict[str, Any], name: str, default: str = "") -> str:
+    value = data.get(name, default)
+    return value if isinstance(value, str) else default
 
 
-async def save_site(request: Request) -> Response:
-    data = await fields(request)
-    await require_admin(request, data)
-    error = None
-    try:
-        settings = {name: data.get(name) for name in SiteSettings.__slots__ if name in data}
-        settings["offline"] = data.get("offline") == "on"
-        async with services(request).pool.acquire() as conn:
-            await update_site(conn, request.path_params["site_id"], name=str(data.get("name", "")),
-                              origins=str(data.get("origins", "")), settings=settings)
-    except ChatError as exc:
-        error = exc
-    return await _after(request, "pages/settings.html", "/settings", error)
+async def save_site(request: Request, actor: Agent, data: dict[str, Any]) -> None:
+    settings = {name: data.get(name) for name in SiteSettings.__slots__ if name in data}
+    settings["offline"] = data.get("offline") == "on"
+    async with services(request).pool.acquire() as conn:
+        await update_site(conn, request.path_params["site_id"], name=_text(data, "name"),
+                          origins=_text(data, "origins"), settings=settings)
 
 
-async def add_site(request: Request) -> Response:
-    data = await fields(request)
-    await require_admin(request, data)
-    error = None
-    try:
-        async with services(request).pool.acquire() as conn:
-            origins = str(data.get("origins", "")).replace(",", "\n").split()
-            await create_site(conn, str(data.get("name", "")), origins)
-    except ChatError as exc:
-        error = exc
-    return await _after(request, "pages/settings.html", "/settings", error)
+async def add_site(request: Request, actor: Agent, data: dict[str, Any]) -> None:
+    async with services(request).pool.acquire() as conn:
+        await create_site(conn, _text(data, "name"),
+                          _text(data, "origins").replace(",", "\n").split())
 
 
-async def team_page(request: Request) -> Response:
-    await require_admin(request)
-    notice = "Saved." if request.query_params.get("saved") else None
-    return await _render(request, "pages/agents.html", {"notice": notice})
+async def add_agent(request: Request, actor: Agent, data: dict[str, Any]) -> None:
+    async with services(request).pool.acquire() as conn:
+        await agent_actions.create_agent(
+            conn, email=_text(data, "email"), name=_text(data, "name"),
+            password=_text(data, "password"), role=_text(data, "role", "agent"),
+        )
 
 
-async def add_agent(request: Request) -> Response:
-    data = await fields(request)
-    await require_admin(request, data)
-    error = None
-    try:
-        async with services(request).pool.acquire() as conn:
-            await agent_actions.create_agent(
-                conn, email=str(data.get("email", "")), name=str(data.get("name", "")),
-                password=str(data.get("password", "")), role=str(data.get("role", "agent")),
-            )
-    except ChatError as exc:
-        error = exc
-    return await _after(request, "pages/agents.html", "/agents", error)
-
-
-async def change_agent(request: Request) -> Response:
-    data = await fields(request)
-    actor = await require_admin(request, data)
+async def change_agent(request: Request, actor: Agent, data: dict[str, Any]) -> None:
     svc, agent_id = services(request), request.path_params["agent_id"]
-    error = None
-    try:
-        match request.path_params["action"]:
-            case "deactivate":
-                await agent_actions.set_active(svc, actor, agent_id, False)
-            case "reactivate":
-                await agent_actions.set_active(svc, actor, agent_id, True)
-            case "role":
-                await agent_actions.set_role(svc, agent_id, str(data.get("role", "")))
-            case _:
-                raise ChatError("No such change.")
-    except ChatError as exc:
-        error = exc
-    return await _after(request, "pages/agents.html", "/agents", error)
+    match request.path_params["action"]:
+        case "deactivate":
+            await agent_actions.set_active(svc, actor, agent_id, False)
+        case "reactivate":
+            await agent_actions.set_active(svc, actor, agent_id, True)
+        case "role":
+            await agent_actions.set_role(svc, agent_id, _text(data, "role"))
+        case _:
+            raise NotFound("No such change.")
 
 
-async def canned_page(request: Request) -> Response:
-    await require_admin(request)
-    notice = "Saved." if request.query_params.get("saved") else None
-    return await _render(request, "pages/canned.html", {"notice": notice})
+async def add_canned(request: Request, actor: Agent, data: dict[str, Any]) -> None:
+    await canned_actions.create(services(request), actor, data.get("shortcut"), data.get("body"))
 
 
-async def add_canned(request: Request) -> Response:
-    data = await fields(request)
-    actor = await require_admin(request, data)
-    error = None
-    try:
-        await canned_actions.create(services(request), actor, data.get("shortcut"),
-                                    data.get("body"))
-    except ChatError as exc:
-        error = exc
-    return await _after(request, "pages/canned.html", "/canned", error)
+async def delete_canned(request: Request, actor: Agent, data: dict[str, Any]) -> None:
+    await canned_actions.delete(services(request), request.path_params["response_id"])
 
 
-async def delete_canned(request: Request) -> Response:
-    data = await fields(request)
-    await require_admin(request, data)
-    error = None
-    try:
-        await canned_actions.delete(services(request), request.path_params["response_id"])
-    except ChatError as exc:
-        error = exc
-    return await _after(request, "pages/canned.html", "/canned", error)
-
-
+SITES, TEAM, CANNED = "pages/settings.html", "pages/agents.html", "pages/canned.html"
 routes = [
-    Route("/settings", settings_page, methods=["GET"]),
-    Route("/settings/sites", add_site, methods=["POST"]),
-    Route("/settings/sites/{site_id:int}", save_site, methods=["POST"]),
-    Route("/agents", team_page, methods=["GET"]),
-    Route("/agents", add_agent, methods=["POST"]),
-    Route("/agents/{agent_id:int}/{action}", change_agent, methods=["POST"]),
-    Route("/canned", canned_page, methods=["GET"]),
-    Route("/canned", add_canned, methods=["POST"]),
-    Route("/canned/{response_id:int}/delete", delete_canned, methods=["POST"]),
+    Route("/settings", page(SITES), methods=["GET"]),
+    Route("/settings/sites", form(SITES, "/settings", add_site), methods=["POST"]),
+    Route("/settings/sites/{site_id:int}", form(SITES, "/settings", save_site),
+          methods=["POST"]),
+    Route("/agents", page(TEAM), methods=["GET"]),
+    Route("/agents", form(TEAM, "/agents", add_agent), methods=["POST"]),
+    Route("/agents/{agent_id:int}/{action}", form(TEAM, "/agents", change_agent),
+          methods=["POST"]),
+    Route("/canned", page(CANNED), methods=["GET"]),
+    Route("/canned", form(CANNED, "/canned", add_canned), methods=["POST"]),
+    Route("/canned/{response_id:int}/delete", form(CANNED, "/canned", delete_canned),
+          methods=["POST"]),
 ]
