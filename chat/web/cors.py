@@ -27,14 +27,18 @@ class WidgetCors:
         self._sites: dict[str, tuple[float, Site | None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = Headers(scope=scope) if scope["type"] == "http" else None
-        origin = headers.get("origin") if headers else None
-        if headers is None or origin is None or not scope["path"].startswith("/widget/"):
+        # On the hot path of every widget message: look for Origin without building Headers.
+        origin = None
+        if scope["type"] == "http" and scope["path"].startswith("/widget/"):
+            origin = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"),
+                          None)
+        if origin is None:
             await self.app(scope, receive, send)
             return
         site = await self._site(scope, scope["path"].split("/")[2])
         allowed = site is not None and _is_origin(origin) and site.allows(origin)
-        if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+        preflight = "access-control-request-method" in Headers(scope=scope)
+        if scope["method"] == "OPTIONS" and preflight:
             await self._preflight(allowed, origin)(scope, receive, send)
             return
         if not allowed:
