@@ -63,14 +63,6 @@ async def state(conn: Connection, conversation_id: int) -> ConversationState | N
     return ConversationState.from_row(row) if row else None
 
 
-async def open_states(conn: Connection, limit: int) -> list[ConversationState]:
-    """Waiting and active conversations of every site, most recently active first."""
-    rows = await conn.fetch(
-        STATE + " WHERE c.status <> 'closed' ORDER BY c.last_activity_at DESC LIMIT $1", limit
-    )
-    return [ConversationState.from_row(r) for r in rows]
-
-
 async def latest_of_visitor(
     conn: Connection, visitor_id: int, conversation_id: int | None = None
 ) -> ConversationState | None:

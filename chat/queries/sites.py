@@ -48,7 +48,3 @@ async def update(
     )
     return row
 
-
-async def by_id(conn: Connection, site_id: int) -> Record | None:
-    row: Record | None = await conn.fetchrow(f"SELECT {COLUMNS} FROM sites WHERE id = $1", site_id)
-    return row

@@ -11,14 +11,6 @@ from chat.db import Connection
 from chat.queries import sites
 
 
-async def by_token_hash(conn: Connection, site_id: int, token_hash: bytes) -> Record | None:
-    row: Record | None = await conn.fetchrow(
-        "SELECT id, site_id, name, email FROM visitors WHERE token_hash = $1 AND site_id = $2",
-        token_hash, site_id,
-    )
-    return row
-
-
 async def insert(
     conn: Connection,
     *,

@@ -1,0 +1,56 @@
+"""Site settings and origins are validated before anything is stored."""
+
+from __future__ import annotations
+
+import pytest
+
+from chat.errors import Invalid
+from chat.sites import Site, SiteSettings, embed_snippet, normalize_origin
+
+
+@pytest.mark.parametrize(("value", "origin"), [
+    ("https://www.example.com/shop?x=1", "https://www.example.com"),
+    ("http://localhost:8080/", "http://localhost:8080"),
+    ("https://example.com:443", "https://example.com"),
+    ("HTTP://Example.COM", "http://example.com"),
+])
+def test_origins_are_normalised(value: str, origin: str) -> None:
+    assert normalize_origin(value) == origin
+
+
+@pytest.mark.parametrize(
+    "value", ["example.com", "ftp://example.com", "https://", "", "javascript:alert(1)"])
+def test_anything_else_is_not_an_origin(value: str) -> None:
+    with pytest.raises(Invalid, match="is not an origin"):
+        normalize_origin(value)
+
+
+def test_settings_fall_back_to_defaults_and_refuse_bad_values() -> None:
+    assert SiteSettings.from_json({"color": "#ff6600", "unknown": 1}).color == "#ff6600"
+    assert SiteSettings.from_json({}).prechat_email == "optional"
+    with pytest.raises(Invalid) as bad_colour:
+        SiteSettings.clean(color="orange")
+    assert bad_colour.value.field == "color"
+    with pytest.raises(Invalid) as bad_rule:
+        SiteSettings.clean(prechat_name="sometimes")
+    assert bad_rule.value.field == "prechat_name"
+    with pytest.raises(Invalid):
+        SiteSettings.clean(greeting="x" * 501)
+
+
+def test_away_mode_requires_an_email() -> None:
+    assert SiteSettings.clean(prechat_email="off").email_rule == "off"
+    assert SiteSettings.clean(prechat_email="off", offline="on").email_rule == "required"
+
+
+def test_a_site_with_no_origins_may_be_embedded_anywhere_else_only_on_its_own() -> None:
+    anywhere = Site(1, "pk_x", "A", (), True)
+    assert anywhere.allows("https://evil.example") and anywhere.frame_ancestors == "*"
+    own = Site(2, "pk_y", "B", ("https://shop.example", "http://localhost:8080"), True)
+    assert own.allows("https://shop.example") and not own.allows("https://evil.example")
+    assert own.frame_ancestors == "https://shop.example http://localhost:8080"
+
+
+def test_the_embed_snippet_is_one_async_script_tag() -> None:
+    assert embed_snippet("https://chat.example.com/", "pk_abc") == (
+        '<script src="https://chat.example.com/widget.js" data-site="pk_abc" async></script>')
