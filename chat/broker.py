@@ -250,7 +250,7 @@ class RedisBroker(_LocalFanout):
         # Publishes that could not be sent, re-sent after reconnecting: subscribers in other
         # processes may have resynced before these changes committed.
         self._unsent: deque[tuple[str, bytes]] = deque(maxlen=UNSENT_LIMIT)
-        self._pubsub: Any = None  # the redis.asyncio PubSub of the current connection
+        self._conn: Any = None  # the redis.asyncio Connection that reads pub/sub replies
         self._channels: set[str] = set()  # confirmed on the current connection
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         self._idle_since: dict[str, float] = {}
@@ -328,7 +328,7 @@ class RedisBroker(_LocalFanout):
 
     def _request(self, topics: list[str]) -> list[asyncio.Future[None]]:
         """SUBSCRIBE the topics not yet asked for; the futures resolve on confirmation."""
-        if self._pubsub is None:
+        if self._conn is None:
             return []  # not connected: the reconnect subscribes them, then resyncs
         loop = asyncio.get_running_loop()
         new = [t for t in topics if t not in self._confirmations]
@@ -339,8 +339,10 @@ class RedisBroker(_LocalFanout):
         return [self._confirmations[t] for t in topics]
 
     async def _send(self, command: str, topics: list[str]) -> None:
-        if self._pubsub is not None:
-            await self._pubsub.execute_command(command, *(self.prefix + t for t in topics))
+        # Checked right before sending: redis-py would silently reconnect a dropped
+        # connection, which must be the reader's job (it resubscribes and resyncs).
+        if self._conn is not None and self._conn.is_connected:
+            await self._conn.send_command(command, *(self.prefix + t for t in topics))
 
     async def _run(self) -> None:
         backoff = 0.1
@@ -358,15 +360,21 @@ class RedisBroker(_LocalFanout):
                 else:
                     logger.warning("Cannot reach Redis at %s (%s); retrying", self.url, exc)
                 await self._disconnect()
+            except Exception:
+                # The reader must outlive any surprise, or this process goes deaf.
+                logger.exception("The Redis reader failed unexpectedly; reconnecting")
+                await self._disconnect()
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, self.max_backoff)
 
     async def _connect(self) -> None:
-        pubsub: Any = self._listener.pubsub()
-        await pubsub.connect()
-        self._pubsub = pubsub
-        if self._connected.is_set():
-            return
+        # A plain connection, not redis-py's PubSub, which reconnects and resubscribes on
+        # its own: here every drop must reach the reader, so that streams resync.
+        pool: Any = self._listener.connection_pool
+        conn: Any = pool.make_connection()
+        async with asyncio.timeout(self.CONFIRM_TIMEOUT):
+            await conn.connect()
+        self._conn = conn
         self._connected.set()
         wanted = list(self._subscribers)
         self.connects += 1
@@ -392,42 +400,46 @@ class RedisBroker(_LocalFanout):
 
     async def _disconnect(self) -> None:
         self._connected.clear()
-        pubsub, self._pubsub = self._pubsub, None
+        conn, self._conn = self._conn, None
         self._channels.clear()
         for future in self._confirmations.values():
             if not future.done():
                 future.set_exception(ConnectionError("Redis connection lost"))
                 future.exception()  # retrieved here: whoever waited resyncs on reconnect
         self._confirmations.clear()
-        if pubsub is not None:
+        if conn is not None:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()
+                await conn.disconnect(nowait=True)
 
     async def _read(self) -> None:
         loop = asyncio.get_running_loop()
         last_heard = last_ping = next_sweep = loop.time()
         while True:
             # Wake at least every second, to drop idle channels on time.
-            message = await self._pubsub.get_message(timeout=1.0)
+            reply = await self._conn.read_response(timeout=1.0, push_request=True)
             now = loop.time()
-            if message is not None:
+            if reply is not None:
                 last_heard = now
-                self._handle(message)
+                self._handle(reply)
             elif now - last_heard > 3 * self.PING_INTERVAL:
                 raise ConnectionError("Redis stopped answering pings")
             elif now - max(last_heard, last_ping) > self.PING_INTERVAL:
                 last_ping = now
-                await self._pubsub.ping()
+                await self._conn.send_command("PING")
             if now >= next_sweep:
                 next_sweep = now + 1.0
                 await self._drop_idle_channels(now)
 
-    def _handle(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        if kind == "message":
-            self._dispatch(message["channel"].decode()[len(self.prefix):], message["data"])
-        elif kind == "subscribe":
-            topic = message["channel"].decode()[len(self.prefix):]
+    def _handle(self, reply: Any) -> None:
+        """A pub/sub push ([b"message", channel, data], [b"subscribe", channel, count],
+        [b"unsubscribe", ...]) or a pong. redis-py speaks RESP3, where these are pushes."""
+        if not isinstance(reply, list) or len(reply) != 3:
+            return
+        kind, channel, data = reply
+        if kind == b"message":
+            self._dispatch(channel.decode()[len(self.prefix):], data)
+        elif kind == b"subscribe":
+            topic = channel.decode()[len(self.prefix):]
             self._channels.add(topic)
             future = self._confirmations.pop(topic, None)
             if future is not None and not future.done():
