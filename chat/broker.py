@@ -416,8 +416,13 @@ class RedisBroker(_LocalFanout):
         last_heard = last_ping = next_sweep = loop.time()
         while True:
             # Wake at least every second, to drop idle channels on time.
+            asked = loop.time()
             reply = await self._conn.read_response(timeout=1.0, push_request=True)
             now = loop.time()
+            if reply is None and now - asked < 0.5:
+                # "Nothing" long before the timeout: the connection is broken, and reading
+                # again at once would spin and starve every other task of this process.
+                raise ConnectionError("Redis returned nothing before the read timed out")
             if reply is not None:
                 last_heard = now
                 self._handle(reply)

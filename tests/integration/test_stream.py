@@ -18,7 +18,7 @@ from chat.broker import MemoryBroker
 from chat.config import Settings
 from chat.ratelimit import RateLimiter
 from chat.services import Services
-from chat.stream import Stream
+from chat.stream import Stream, StreamLimits
 from chat.web.widget import VisitorView
 from tests.conftest import Seed
 
@@ -103,3 +103,22 @@ async def test_a_change_is_rendered_once_per_audience_however_many_streams_send_
     for stream in streams:
         await stream.aclose()
     assert broker.subscription_count() == 0
+
+
+async def test_an_entry_whose_publish_was_lost_still_arrives_from_the_database(
+    svc: Services, seed: Seed,
+) -> None:
+    """A process that dies between commit and publish rings no doorbell: a quiet stream
+    checks the database and catches up on its own."""
+    started = await actions.start(svc, site_id=seed.site_id, visitor_id=None, body="one")
+    conversation = started.conversation.id
+    limits = StreamLimits(check_interval=0.5)
+    stream = Stream(svc, VisitorView(conversation), cursor=None, limits=limits).frames()
+    await next_frame(stream)  # hello
+    await next_frame(stream)  # status
+    await actions.send(svc, conversation, body="published into the void")  # never released
+    repairs = metrics.STREAM_REPAIRS.labels("visitor")._value.get()
+    batch = await next_frame(stream, timeout=5)
+    assert ids(batch) == [f"{conversation}-2"] and b"published into the void" in batch
+    assert metrics.STREAM_REPAIRS.labels("visitor")._value.get() == repairs + 1
+    await stream.aclose()
