@@ -57,23 +57,32 @@ async def _migrate(url: str) -> list[db.Migration]:
     return applied
 
 
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
-    import uvicorn
+@contextlib.contextmanager
+def served_database(settings: Settings, workers: int) -> Iterator[str]:
+    """The database a server will use, migrated, with its URL exported for the workers.
 
-    if args.workers > 1 and settings.redis_url is None:
+    Workers are separate processes that build their own Settings from the environment, so
+    the resolved (possibly embedded) database travels there.
+    """
+    if workers > 1 and settings.redis_url is None:
         raise CommandError(
-            f"--workers {args.workers} needs REDIS_URL: without Redis each worker would deliver "
+            f"--workers {workers} needs REDIS_URL: without Redis each worker would deliver "
             "live events only to its own streams. Set REDIS_URL=redis://HOST:6379/0 "
             "(and DATABASE_URL for an external PostgreSQL), or run a single worker."
         )
+    with database_url(settings) as url:
+        asyncio.run(_migrate(url))
+        os.environ["DATABASE_URL"] = url
+        yield url
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
     # uvicorn re-raises SIGTERM once it has shut down; exiting through SystemExit instead
     # of dying of the signal lets the embedded database stop cleanly below.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    with database_url(settings) as url:
-        asyncio.run(_migrate(url))
-        # Workers are separate processes that build their own Settings from the
-        # environment, so the resolved (possibly embedded) database travels there.
-        os.environ["DATABASE_URL"] = url
+    with served_database(settings, args.workers):
         logger.info("Serving on http://%s:%d with %d worker(s)", args.host, args.port,
                     args.workers)
         uvicorn.run(
@@ -135,12 +144,8 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> None:
             raise CommandError("--url needs --site-key: the public key of a site on that server.")
         result = asyncio.run(bench.measure(config, config.url, config.site_key, None))
     else:
-        if config.workers > 1 and settings.redis_url is None:
-            raise CommandError(f"--workers {config.workers} needs REDIS_URL.")
-        with database_url(settings) as url:
-            asyncio.run(_migrate(url))
+        with served_database(settings, config.workers) as url:
             site_key = config.site_key or asyncio.run(_first_site_key(url))
-            os.environ["DATABASE_URL"] = url
             with bench.own_server(config) as (base_url, server):
                 usage = bench.ServerUsage(server)
                 result = asyncio.run(bench.measure(config, base_url, site_key, usage))
@@ -149,7 +154,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> None:
 
 async def _first_site_key(url: str) -> str:
     async with db.connect(url) as conn:
-        key: str = await conn.fetchval("SELECT public_key FROM sites WHERE enabled ORDER BY id")
+        key: str = (await site_queries.all_sites(conn))[0]["public_key"]
     return key
 
 

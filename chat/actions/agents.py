@@ -33,6 +33,20 @@ async def create_agent(
         raise Conflict(f"An agent with the email {email} already exists.") from None
 
 
+# Serialises first-run set-up across processes.
+SETUP_LOCK_KEY = 0x63686176
+
+
+async def create_first_admin(svc: Services, *, email: str, name: str, password: str) -> Record:
+    """The first admin of a new installation; :class:`NotFound` once anyone exists."""
+    async with transaction(svc.pool) as conn:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SETUP_LOCK_KEY)
+        if await agents.count(conn) > 0:
+            raise NotFound("Set-up is done: sign in instead.")
+        return await create_agent(conn, email=email, name=name, password=password,
+                                  role="admin")
+
+
 async def _keep_an_admin(conn: Connection, agent_id: int) -> None:
     """Refuse to deactivate or demote the last active admin: nobody could manage the team."""
     target = await agents.by_id(conn, agent_id)

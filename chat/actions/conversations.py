@@ -1,8 +1,9 @@
 """Conversations and their history: start, send, claim, assign, close, reopen.
 
-Each action runs in one transaction that locks the conversation row, writes the row and
-its history entries (taking sequence numbers under that lock), commits, and only then
-publishes the :class:`Change`. A refused action raises before anything is written.
+Each action locks the conversation row, writes the row and its history entries (taking
+sequence numbers under that lock) in one transaction, or in one statement for a plain
+message, and only after the commit publishes the :class:`Change`. A refused action raises
+before anything is written.
 """
 
 from __future__ import annotations
@@ -256,7 +257,7 @@ async def assign(
     svc: Services, conversation_id: int, agent: Agent, assignee_id: int
 ) -> ConversationState:
     """Give an open conversation to an agent (``agent`` itself, or a transfer)."""
-    async with transaction(svc.pool) as conn:
+    async with svc.pool.acquire() as conn:
         assignee = await agent_queries.by_id(conn, assignee_id)
     if assignee is None or not assignee["active"]:
         raise Invalid("Choose an active agent to assign the conversation to.", "assignee_id")

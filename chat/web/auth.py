@@ -14,7 +14,6 @@ from chat import ratelimit, tokens
 from chat.actions import agents as agent_actions
 from chat.actions import sessions as session_actions
 from chat.actions.sessions import SignedIn
-from chat.db import transaction
 from chat.errors import ChatError, Forbidden, NotFound, Unauthorized
 from chat.models import Agent
 from chat.queries import agents, sessions
@@ -25,7 +24,6 @@ from chat.web.http import error_response, fields, wants_html
 SESSION_COOKIE = "chat_session"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-SETUP_LOCK_KEY = 0x63686176  # serialises first-run set-up across processes
 
 
 class SignInRequired(Unauthorized):
@@ -161,14 +159,10 @@ async def setup(request: Request) -> Response:
     data = await fields(request)
     svc = services(request)
     try:
-        async with transaction(svc.pool) as conn:
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", SETUP_LOCK_KEY)
-            if await agents.count(conn) > 0:
-                raise NotFound("Set-up is done: sign in instead.")
-            await agent_actions.create_agent(
-                conn, email=str(data.get("email", "")), name=str(data.get("name", "")),
-                password=str(data.get("password", "")), role="admin",
-            )
+        await agent_actions.create_first_admin(
+            svc, email=str(data.get("email", "")), name=str(data.get("name", "")),
+            password=str(data.get("password", "")),
+        )
     except ChatError as exc:
         if not wants_html(request) or exc.status_code == 404:
             raise

@@ -57,18 +57,19 @@ async def conversation_page(request: Request) -> Response:
 
 async def _page(request: Request, agent: Agent, conversation_id: int | None) -> Response:
     tab, query = _tab(request), request.query_params.get("q", "").strip()[:200]
-    async with services(request).pool.acquire() as conn:
+    svc, opened = services(request), None
+    if conversation_id is not None:
+        async with svc.pool.acquire() as conn:
+            opened = await _open_conversation(conn, conversation_id)
+        await actions.mark_read(svc, agent, conversation_id, opened["state"].visitor_messages)
+    async with svc.pool.acquire() as conn:
         rows = (await conversations.search(conn, query, 100) if query else
                 await conversations.inbox(conn, closed=tab == "closed", limit=INBOX_SIZE))
-        context: dict[str, Any] = {
-            "agent": agent, "tab": tab, "tabs": TABS, "query": query, "conversations": rows,
-            "reads": await conversations.reads(conn, agent.id), "open": None,
-        }
-        if conversation_id is not None:
-            context["open"] = await _open_conversation(conn, conversation_id)
-            await conversations.mark_read(conn, agent.id, conversation_id,
-                                          context["open"]["state"].visitor_messages)
-    return templates.TemplateResponse(request, "pages/inbox.html", context)
+        reads = await conversations.reads(conn, agent.id)
+    return templates.TemplateResponse(request, "pages/inbox.html", {
+        "agent": agent, "tab": tab, "tabs": TABS, "query": query, "conversations": rows,
+        "reads": reads, "open": opened,
+    })
 
 
 async def _open_conversation(conn: Connection, conversation_id: int) -> dict[str, Any]:
@@ -93,8 +94,7 @@ async def older(request: Request) -> Response:
     async with services(request).pool.acquire() as conn:
         entries = await messages.before(conn, conversation_id, before, HISTORY_PAGE, notes=True)
     return HTMLResponse(render("partials/widget_older.html", entries=entries,
-                               conversation_id=conversation_id, audience="agent",
-                               has_older=bool(entries) and entries[0].seq > 1))
+                               audience="agent"))
 
 
 async def mark_read(request: Request) -> Response:

@@ -90,6 +90,7 @@ class BodySizeLimit:
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
         self.app = app
         self.limit = limit
+        self.message = f"The request body is over {limit // 1024} KiB."
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -106,14 +107,14 @@ class BodySizeLimit:
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.limit:
-                raise HTTPException(413, f"The request body is over {self.limit // 1024} KiB.")
+                raise HTTPException(413, self.message)
             return message
 
         await self.app(scope, limited, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         response = JSONResponse(
-            {"error": f"The request body is over {self.limit // 1024} KiB."}, status_code=413,
+            {"error": self.message}, status_code=413,
             headers={"Connection": "close"},
         )
         await response(scope, _drained, send)

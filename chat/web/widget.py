@@ -21,7 +21,7 @@ from chat.actions import conversations as actions
 from chat.actions.conversations import Contact, Sent
 from chat.db import Connection
 from chat.errors import Forbidden, Invalid, NotFound, Unauthorized
-from chat.events import conversation_topic
+from chat.events import Cursor, conversation_topic
 from chat.frames import Audience
 from chat.models import ConversationState
 from chat.queries import conversations, messages, visitors
@@ -115,31 +115,30 @@ async def current(request: Request) -> Response:
     access = await authorize(request)
     requested = int_param(request.query_params.get("id"), "id")
     if access.visitor_id is None or request.query_params.get("new"):
-        return _welcome(request, access, has_past=access.visitor_id is not None)
+        return _welcome(access, has_past=access.visitor_id is not None)
     async with services(request).pool.acquire() as conn:
         state = await conversations.latest_of_visitor(conn, access.visitor_id, requested)
         if state is None:
             if requested is not None:
                 raise NotFound("No such conversation.")
-            return _welcome(request, access, has_past=False)
+            return _welcome(access, has_past=False)
         entries = await messages.before(conn, state.id, None, PAGE_SIZE, notes=False)
-    return _conversation_view(request, access, state, entries)
+    return _conversation_view(access, state, entries)
 
 
-def _welcome(request: Request, access: Access, *, has_past: bool) -> Response:
+def _welcome(access: Access, *, has_past: bool) -> Response:
     site = access.site
     return HTMLResponse(render("partials/widget_welcome.html", site=site,
                                settings=site.settings, has_past=has_past))
 
 
-def _conversation_view(request: Request, access: Access, state: ConversationState,
-                       entries: list[Any], status_code: int = 200,
-                       new_token: str | None = None) -> Response:
+def _conversation_view(access: Access, state: ConversationState, entries: list[Any],
+                       status_code: int = 200, new_token: str | None = None) -> Response:
     token = new_token or access.token
     key = access.row["public_key"]
     html = render(
         "partials/widget_conversation.html", conversation=state,
-        entries=entries, has_older=bool(entries) and entries[0].seq > 1,
+        entries=entries,
         stream_url=f"/widget/{key}/conversations/{state.id}/stream?after={state.last_seq}",
         stream_headers=json.dumps({"X-Visitor-Token": token}), audience="visitor",
     )
@@ -165,8 +164,7 @@ async def older(request: Request) -> Response:
         entries = await messages.before(conn, access.conversation_id, before, PAGE_SIZE,
                                         notes=False)
     return HTMLResponse(render("partials/widget_older.html", entries=entries,
-                               conversation_id=access.conversation_id, audience="visitor",
-                               has_older=bool(entries) and entries[0].seq > 1))
+                               audience="visitor"))
 
 
 def sent_response(request: Request, sent: Sent) -> Response:
@@ -181,7 +179,7 @@ def sent_response(request: Request, sent: Sent) -> Response:
 
 def _message_json(sent: Sent) -> dict[str, Any]:
     entry = sent.entry
-    return {**entry.to_json(), "cursor": f"{entry.conversation_id}-{entry.seq}"}
+    return {**entry.to_json(), "cursor": str(Cursor(entry.conversation_id, entry.seq))}
 
 
 async def start_conversation(request: Request) -> Response:
@@ -205,7 +203,7 @@ async def start_conversation(request: Request) -> Response:
         client_id=data.get("client_id"), contact=contact,
     )
     if wants_html(request):
-        return _conversation_view(request, access, started.conversation, [started.entry],
+        return _conversation_view(access, started.conversation, [started.entry],
                                   201 if started.created else 200, started.visitor_token)
     body: dict[str, Any] = {
         "conversation": {"id": started.conversation.id, "status": started.conversation.status},
