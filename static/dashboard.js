@@ -132,14 +132,7 @@
     fetch("/conversations/" + openId + "/older?before=" + button.dataset.before, {
       headers: { "HX-Request": "true" }, credentials: "same-origin"
     }).then(function (r) { return r.text(); }).then(function (html) {
-      var holder = document.createElement("div");
-      holder.innerHTML = html;
-      var height = history.scrollHeight;
-      entries.prepend(holder.querySelector("template.older-entries").content);
-      var next = holder.querySelector("[data-action=older]");
-      if (next) history.insertBefore(next, entries);
-      button.remove();
-      history.scrollTop += history.scrollHeight - height;
+      ChatMessages.prependOlder(button, html, entries, history);
     });
   }
 

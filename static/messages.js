@@ -72,6 +72,22 @@ window.ChatMessages = (function () {
     if (bubble) bubble.remove();
   }
 
+  /* Earlier entries (an /older fragment) go above ``list``, keeping the reader's place;
+   * returns their ids. */
+  function prependOlder(button, html, list, scroller) {
+    var holder = document.createElement("div");
+    holder.innerHTML = html;
+    var older = holder.querySelector("template.older-entries").content;
+    var ids = Array.from(older.querySelectorAll(".entry[id]"), function (e) { return e.id; });
+    var height = scroller.scrollHeight;
+    list.prepend(older);
+    var next = holder.querySelector("[data-action=older]");
+    if (next) list.parentNode.insertBefore(next, list);
+    button.remove();
+    scroller.scrollTop += scroller.scrollHeight - height;
+    return ids;
+  }
+
   var audio = null;
   // Browsers play sound only after a user gesture: prepare the audio context on the first.
   ["pointerdown", "keydown"].forEach(function (type) {
@@ -98,5 +114,5 @@ window.ChatMessages = (function () {
   }
 
   return { pending: pending, sending: sending, settle: settle, fail: fail, arrived: arrived,
-           chime: chime };
+           prependOlder: prependOlder, chime: chime };
 })();
