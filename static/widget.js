@@ -39,7 +39,7 @@
       state.open = true;
       setUnread(0);
       box.focus();
-      scrollToEnd();
+      scrollToEnd(true);  // laid out only now if the frame loaded while closed
     } else if (message.type === "close") {
       state.open = false;
     } else if (message.type === "identify") {
@@ -76,7 +76,7 @@
     setStatus(status ? status.dataset.status : null);
     applyIdentity(null);
     pastLink.hidden = !state.token;
-    scrollToEnd();
+    scrollToEnd(true);  // a conversation opens at its latest message
   }
 
   function load(id) {
@@ -121,23 +121,12 @@
   });
 
   function loadOlder(button) {
-    var list = chat.querySelector(".entries");
-    var history = chat.querySelector(".history");
     var path = "/conversations/" + state.conversation + "/older?before=" + button.dataset.before;
     button.disabled = true;
     request("GET", path).then(function (r) { return r.text(); }).then(function (html) {
-      var holder = document.createElement("div");
-      holder.innerHTML = html;
-      var template = holder.querySelector("template.older-entries");
-      template.content.querySelectorAll(".entry[id]").forEach(function (e) {
-        state.seen.add(e.id);
-      });
-      var height = main().scrollHeight;
-      list.prepend(template.content);
-      var next = holder.querySelector("[data-action=older]");
-      if (next) history.insertBefore(next, list);
-      button.remove();
-      main().scrollTop += main().scrollHeight - height;  // keep the reader's place
+      // Old entries are history, not news: no sound, no unread count.
+      ChatMessages.prependOlder(button, html, chat.querySelector(".entries"), main())
+        .forEach(function (id) { state.seen.add(id); });
     });
   }
 

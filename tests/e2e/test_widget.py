@@ -237,3 +237,29 @@ def test_screenshots_of_the_widget(
     open_widget(phone, widget.host.url)
     phone.screenshot(path=target / "widget-phone.png")
     agent.close()
+
+
+def test_scrolling_to_the_top_loads_earlier_messages_in_order_without_counting_them_as_new(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed,
+) -> None:
+    widget = embed(start_app(app_env))
+    page = new_context().new_page()
+    frame = open_widget(page, widget.host.url)
+    send(frame, "message 0")
+    agent = AgentSession(widget.app.url, seed.email, seed.password)
+    conversation = conversation_of(frame)
+    for n in range(1, 40):
+        agent.reply(conversation, f"message {n}")
+    page.reload()
+    frame = open_widget(page, widget.host.url)
+    expect(frame.locator(".entry")).to_have_count(30)  # the latest page
+    history = frame.locator("main")
+    assert history.evaluate("m => m.scrollHeight - m.scrollTop - m.clientHeight") < 80  # at the end
+    history.hover()
+    page.mouse.wheel(0, -10_000)  # the visitor scrolls up to the top
+    expect(frame.locator(".entry")).to_have_count(41)  # 40 messages and "joined"
+    bodies = frame.locator(".entry .body").all_inner_texts()
+    assert bodies[0] == "message 0" and bodies[-1] == "message 39"
+    assert page.frames[1].evaluate("window.chatFrame.sounds") == 0
+    agent.close()
