@@ -6,7 +6,7 @@ import os
 import re
 from collections.abc import Callable
 
-from playwright.sync_api import BrowserContext, FrameLocator, Page, expect
+from playwright.sync_api import BrowserContext, FrameLocator, Page, Route, expect
 
 from chat import db
 from chat.actions.agents import create_agent
@@ -45,6 +45,15 @@ def add_canned(database: str, shortcut: str, body: str, agent_id: int) -> None:
             await canned.insert(conn, shortcut=shortcut, body=body, created_by=agent_id)
 
     run_async(add())
+
+
+def wait_until(page: Page, condition: Callable[[], bool], timeout_ms: int = 10_000) -> None:
+    """Polls ``condition`` while letting Playwright dispatch events (route handlers) meanwhile."""
+    for _ in range(timeout_ms // 50):
+        if condition():
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError("condition not met in time")
 
 
 def row(page: Page, text: str) -> object:
@@ -118,11 +127,16 @@ def test_two_agents_claiming_together_end_up_agreeing_on_one_owner(
     send(frame, "Who will answer me?")
     pages = [sign_in(new_context(), widget.app, seed.email, seed.password),
              sign_in(new_context(), widget.app, "sam@example.com", "agent password")]
+    held: list[Route] = []
     for page in pages:
         row(page, "Who will answer me?").get_by_role("link").click()
         expect(page.get_by_role("button", name="Claim")).to_be_visible()
-    for page in pages:  # both click before either answer can arrive
-        page.evaluate("document.querySelector('[hx-post$=\"/claim\"]').click()")
+        page.route("**/claim", lambda route: held.append(route))
+    for page in pages:  # the claims reach the server only once both agents have clicked
+        page.get_by_role("button", name="Claim").click()
+    wait_until(pages[0], lambda: len(held) == 2)
+    for route in held:
+        route.continue_()
     owners = set()
     for page in pages:
         status = page.locator(".conversation-status .state")
