@@ -255,7 +255,8 @@ def test_scrolling_to_the_top_loads_earlier_messages_in_order_without_counting_t
     frame = open_widget(page, widget.host.url)
     expect(frame.locator(".entry")).to_have_count(30)  # the latest page
     history = frame.locator("main")
-    assert history.evaluate("m => m.scrollHeight - m.scrollTop - m.clientHeight") < 80  # at the end
+    wait_for(lambda: history.evaluate("m => m.scrollHeight - m.scrollTop - m.clientHeight") < 80,
+             5, "the conversation to open at its latest message")
     history.hover()
     page.mouse.wheel(0, -10_000)  # the visitor scrolls up to the top
     expect(frame.locator(".entry")).to_have_count(41)  # 40 messages and "joined"
