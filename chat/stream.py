@@ -20,7 +20,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -64,6 +64,11 @@ class View(Protocol):
 
     def state_frames(self, state: ConversationState) -> list[bytes]:
         """Frames that show a changed conversation state (empty when not shown here)."""
+        ...
+
+    async def positions(self, conn: Connection,
+                        tracked: Collection[int]) -> dict[int, conversations.Position]:
+        """Where every conversation this view shows is now (``tracked``: those it has seen)."""
         ...
 
 
@@ -152,19 +157,21 @@ class Stream:
         """Catch up if the database is ahead of what this stream sent.
 
         The broker is only a doorbell: a process that dies between commit and publish
-        rings no bell. Checking now and then bounds how long such an entry can wait.
+        rings no bell. Checking now and then bounds how long such a change can wait.
         """
-        if self.view.conversation_id is None:
-            return []
         async with self.svc.pool.acquire() as conn:
-            row = await conversations.position(conn, self.view.conversation_id)
-        if row is None:
-            return []
-        last_seq, version = row
-        if last_seq <= (self.last_seq or 0) and version <= self.versions.get(
-                self.view.conversation_id, 0):
+            now = await self.view.positions(conn, self.versions.keys())
+        history = now.get(self.view.conversation_id or 0)
+        behind = history is not None and history[0] > (self.last_seq or 0)
+        stale = [(id_, version) for id_, (_, version) in now.items()
+                 if version > self.versions.get(id_, 0)]
+        if not behind and not stale:
             return []
         metrics.STREAM_REPAIRS.labels(self.view.audience).inc()
+        # Remember them even if the snapshot no longer lists them (a row that left the
+        # inbox), or every later check would find them stale again.
+        for id_, version in stale:
+            self.versions[id_] = version
         return await self._catch_up()
 
     def _position(self, conversation: ConversationState) -> int | None:

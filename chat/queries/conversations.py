@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from asyncpg import Record
 
 from chat.db import Connection
@@ -91,23 +93,34 @@ async def exists(conn: Connection, conversation_id: int) -> bool:
     return found
 
 
-async def position(conn: Connection, conversation_id: int) -> tuple[int, int] | None:
-    """(last_seq, version): enough to tell whether a stream has missed anything."""
-    row = await conn.fetchrow(
-        "SELECT last_seq, version FROM conversations WHERE id = $1", conversation_id
+Position = tuple[int, int]  # (last_seq, version): enough to tell whether a stream missed anything
+
+# The inbox: every open conversation, and on the Closed tab the latest closed ones too.
+INBOX = (
+    "(c.status <> 'closed' OR ($1 AND c.id IN ("
+    "  SELECT id FROM conversations WHERE status = 'closed' "
+    "  ORDER BY last_activity_at DESC LIMIT 100)))"
+)
+
+
+async def positions(conn: Connection, ids: Collection[int], *, inbox: bool = False,
+                    closed: bool = False, limit: int = 0) -> dict[int, Position]:
+    """Where each of ``ids`` is now and, with ``inbox``, every conversation the inbox would
+    show (``closed`` and ``limit`` as in :func:`inbox`)."""
+    rows = await conn.fetch(
+        "SELECT id, last_seq, version FROM conversations WHERE id = ANY($3::bigint[]) "
+        "UNION SELECT * FROM (SELECT c.id, c.last_seq, c.version FROM conversations c "
+        f"  WHERE $4 AND {INBOX} ORDER BY c.last_activity_at DESC LIMIT $2) AS listed",
+        closed, limit, list(ids), inbox,
     )
-    return (row["last_seq"], row["version"]) if row else None
+    return {row["id"]: (row["last_seq"], row["version"]) for row in rows}
 
 
 async def inbox(conn: Connection, *, closed: bool, limit: int) -> list[ConversationState]:
     """Every open conversation (most recently active first), and with ``closed`` the
     latest closed ones too: the rows a dashboard page starts from."""
     rows = await conn.fetch(
-        STATE + " WHERE c.status <> 'closed' OR ($1 AND c.id IN ("
-        "  SELECT id FROM conversations WHERE status = 'closed' "
-        "  ORDER BY last_activity_at DESC LIMIT 100)) "
-        "ORDER BY c.last_activity_at DESC LIMIT $2",
-        closed, limit,
+        STATE + f" WHERE {INBOX} ORDER BY c.last_activity_at DESC LIMIT $2", closed, limit
     )
     return [ConversationState.from_row(r) for r in rows]
 

@@ -3,6 +3,7 @@ one stream per dashboard page that keeps all of it live."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -196,6 +197,15 @@ class AgentView:
         if state.id == self.conversation_id:
             batch.append(frames.status(state, "agent"))
         return batch
+
+    async def positions(self, conn: Connection,
+                        tracked: Collection[int]) -> dict[int, conversations.Position]:
+        if self.inbox is None:  # a search page: only the open conversation is live
+            shown = [] if self.conversation_id is None else [self.conversation_id]
+            return await conversations.positions(conn, shown)
+        ids = [*tracked, *([] if self.conversation_id is None else [self.conversation_id])]
+        return await conversations.positions(conn, ids, inbox=True,
+                                             closed=self.inbox == "closed", limit=INBOX_SIZE)
 
 
 async def stream(request: Request) -> Response:

@@ -8,6 +8,7 @@ only their own conversations: anything else is a 404, so a guessed id reveals no
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -250,6 +251,10 @@ class VisitorView:
 
     def state_frames(self, state: ConversationState) -> list[bytes]:
         return [frames.status(state, "visitor")]
+
+    async def positions(self, conn: Connection,
+                        tracked: Collection[int]) -> dict[int, conversations.Position]:
+        return await conversations.positions(conn, [self.conversation_id])
 
 
 async def stream(request: Request) -> Response:

@@ -16,9 +16,11 @@ from chat import db, frames, metrics
 from chat.actions import conversations as actions
 from chat.broker import MemoryBroker
 from chat.config import Settings
+from chat.models import Agent
 from chat.ratelimit import RateLimiter
 from chat.services import Services
 from chat.stream import Stream, StreamLimits
+from chat.web.dashboard import AgentView
 from chat.web.widget import VisitorView
 from tests.conftest import Seed
 
@@ -121,4 +123,27 @@ async def test_an_entry_whose_publish_was_lost_still_arrives_from_the_database(
     batch = await next_frame(stream, timeout=5)
     assert ids(batch) == [f"{conversation}-2"] and b"published into the void" in batch
     assert metrics.STREAM_REPAIRS.labels("visitor")._value.get() == repairs + 1
+    await stream.aclose()
+
+
+async def test_inbox_rows_whose_publishes_were_lost_are_repaired_from_the_database(
+    svc: Services, seed: Seed,
+) -> None:
+    """The periodic check covers the whole inbox, not only an open conversation: a row that
+    appeared, or left the inbox, without its doorbell shows up right all the same."""
+    view = AgentView([seed.site_id], seed.agent_id, conversation_id=None, inbox="open")
+    stream = Stream(svc, view, cursor=None, limits=StreamLimits(check_interval=0.3)).frames()
+    await next_frame(stream)  # hello
+    assert b"conversation-row" not in await next_frame(stream)  # an empty inbox
+
+    started = await actions.start(svc, site_id=seed.site_id, visitor_id=None,
+                                  body="a doorbell nobody heard")  # never released
+    assert b"a doorbell nobody heard" in await next_frame(stream)
+
+    alex = Agent(seed.agent_id, "Alex", seed.email, "admin")
+    await actions.close(svc, started.conversation.id, alex)  # never released either
+    assert b"conversation-row" not in await next_frame(stream)  # the closed row is gone
+
+    with pytest.raises(TimeoutError):  # and once repaired, checks find nothing more to do
+        await next_frame(stream, timeout=1.5)
     await stream.aclose()
