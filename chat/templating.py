@@ -8,6 +8,7 @@ from typing import Any
 import jinja2
 from starlette.templating import Jinja2Templates
 
+from chat import browsers
 from chat.config import HTMX_FILES
 from chat.resources import resource_dir
 
@@ -32,5 +33,6 @@ def clock(moment: datetime) -> str:
 
 
 environment.filters["clock"] = clock
+environment.filters["browser"] = browsers.describe
 environment.globals["htmx_files"] = HTMX_FILES
 environment.filters["isotime"] = lambda moment: moment.astimezone(UTC).isoformat()

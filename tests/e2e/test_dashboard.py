@@ -230,6 +230,9 @@ def test_screenshots_of_the_dashboard(
     reply.fill("Invoice went to the old billing address.")
     reply.press("Enter")
     expect(alex.locator(".entry.note")).to_have_count(1)
+    visitor_pane = alex.get_by_role("complementary", name="Visitor")
+    expect(visitor_pane).to_contain_text(re.compile(r"Chrome \d+ on Linux"))  # not the raw UA
+    expect(visitor_pane.get_by_role("link", name=widget.host.url)).to_be_visible()
     alex.screenshot(path=target / "dashboard-conversation.png")
     alex.goto(widget.app.url + "/settings")
     alex.screenshot(path=target / "dashboard-settings.png")
