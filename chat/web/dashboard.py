@@ -200,11 +200,10 @@ class AgentView:
 
     async def positions(self, conn: Connection,
                         tracked: Collection[int]) -> dict[int, conversations.Position]:
+        opened = [] if self.conversation_id is None else [self.conversation_id]
         if self.inbox is None:  # a search page: only the open conversation is live
-            shown = [] if self.conversation_id is None else [self.conversation_id]
-            return await conversations.positions(conn, shown)
-        ids = [*tracked, *([] if self.conversation_id is None else [self.conversation_id])]
-        return await conversations.positions(conn, ids, inbox=True,
+            return await conversations.positions(conn, opened)
+        return await conversations.positions(conn, [*tracked, *opened], inbox=True,
                                              closed=self.inbox == "closed", limit=INBOX_SIZE)
 
 
