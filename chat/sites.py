@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -71,6 +73,7 @@ class Site:
     allowed_origins: tuple[str, ...]
     enabled: bool
     settings: SiteSettings = field(default_factory=SiteSettings)
+    identity_secret: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_row(cls, row: Row) -> Site:
@@ -78,7 +81,15 @@ class Site:
             id=row["id"], public_key=row["public_key"], name=row["name"],
             allowed_origins=tuple(row["allowed_origins"]), enabled=row["enabled"],
             settings=SiteSettings.from_json(row["settings"] or {}),
+            identity_secret=row["identity_secret"],
         )
+
+    def verifies(self, email: str, signature: str) -> bool:
+        """Whether ``signature`` is the site's proof of ``email`` (see :func:`identity_hash`)."""
+        if not self.identity_secret:
+            return False
+        expected = identity_hash(self.identity_secret, email)
+        return hmac.compare_digest(expected, signature.strip().lower())
 
     def allows(self, origin: str) -> bool:
         """Whether a page on ``origin`` may embed the widget. No origins listed: any may."""
@@ -98,6 +109,13 @@ def normalize_origin(value: str) -> str:
     default_port = {"http": 80, "https": 443}[parts.scheme]
     port = f":{parts.port}" if parts.port and parts.port != default_port else ""
     return f"{parts.scheme}://{parts.hostname}{port}"
+
+
+def identity_hash(secret: str, email: str) -> str:
+    """What a site's server passes to ``ChatWidget.identify`` as ``hash``: the hex
+    HMAC-SHA256 of the lowercased email, keyed with the site's identity secret."""
+    message = email.strip().lower().encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
 def embed_snippet(base_url: str, public_key: str) -> str:

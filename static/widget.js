@@ -178,10 +178,17 @@
     data.append("client_id", bubble.dataset.pending);
     var starting = !state.conversation || state.status === "closed";
     if (starting) {
+      var identity = state.identity || {};
       ["name", "email"].forEach(function (field) {
         var input = form.elements[field];
-        if (input && input.value.trim()) data.append(field, input.value.trim());
+        var value = input ? input.value.trim() : String(identity[field] || "");
+        if (value) data.append(field, value);
       });
+      // The site's signature holds only for the email it signed, not one typed over it.
+      var email = data.get("email");
+      if (identity.hash && email && email.toLowerCase() === String(identity.email).toLowerCase()) {
+        data.append("identity_hash", identity.hash);
+      }
       if (state.page) data.append("page", state.page);
     }
     var path = starting ? "/conversations" : "/conversations/" + state.conversation + "/messages";

@@ -144,7 +144,8 @@
     close: close,
     toggle: function () { state.open ? close() : open(); },
     identify: function (identity) {
-      state.identity = { name: identity && identity.name, email: identity && identity.email };
+      identity = identity || {};
+      state.identity = { name: identity.name, email: identity.email, hash: identity.hash };
       post({ type: "identify", identity: state.identity });
     }
   };

@@ -75,6 +75,7 @@ class Contact:
     name: str | None = None
     email: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    verified: bool = False  # the site's server vouched for the email (identity verification)
 
     @classmethod
     def clean(cls, name: Any = None, email: Any = None,
@@ -84,6 +85,10 @@ class Contact:
             email=validation.email(email) if isinstance(email, str) and email.strip() else None,
             details=details or {},
         )
+
+    @property
+    def verified_email(self) -> str | None:
+        return self.email if self.verified else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +119,8 @@ async def start(
             token = tokens.new_token()
             visitor_id = await visitors.insert(
                 conn, site_id=site_id, token_hash=tokens.token_hash(token), name=contact.name,
-                email=contact.email, details=contact.details,
+                email=contact.email, verified_email=contact.verified_email,
+                details=contact.details,
             )
         else:
             if cid is not None:
@@ -123,7 +129,8 @@ async def start(
                     state = await _current(conn, existing.conversation_id)
                     return Started(existing, state, created=False)
             await visitors.update_contact(conn, visitor_id, name=contact.name,
-                                          email=contact.email)
+                                          email=contact.email,
+                                          verified_email=contact.verified_email)
         conversation_id = await conversations.insert(conn, site_id=site_id, visitor_id=visitor_id)
         added = await messages.append(conn, conversation_id, kind="visitor", body=text,
                                       client_id=cid, statuses=("waiting",))

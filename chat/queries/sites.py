@@ -6,7 +6,7 @@ from asyncpg import Record
 
 from chat.db import Connection
 
-COLUMNS = "id, public_key, name, allowed_origins, settings, enabled, created_at"
+COLUMNS = "id, public_key, name, allowed_origins, settings, enabled, identity_secret, created_at"
 COLUMNS_OF_S = ", ".join(f"s.{column.strip()}" for column in COLUMNS.split(","))
 
 
@@ -35,6 +35,15 @@ async def insert(
     )
     assert row is not None
     return row
+
+
+async def set_identity_secret(conn: Connection, site_id: int, secret: str | None) -> bool:
+    """Replace (or with None, remove) a site's identity secret; False if no such site."""
+    done: str = await conn.execute(
+        "UPDATE sites SET identity_secret = $2, updated_at = now() WHERE id = $1",
+        site_id, secret,
+    )
+    return done == "UPDATE 1"
 
 
 async def update(

@@ -18,24 +18,27 @@ async def insert(
     token_hash: bytes,
     name: str | None,
     email: str | None,
+    verified_email: str | None,
     details: Mapping[str, Any],
 ) -> int:
     visitor_id: int = await conn.fetchval(
-        "INSERT INTO visitors (site_id, token_hash, name, email, details) "
-        "VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING id",
-        site_id, token_hash, name, email, dict(details),
+        "INSERT INTO visitors (site_id, token_hash, name, email, verified_email, details) "
+        "VALUES ($1, $2, $3, $4, $5, $6::jsonb) RETURNING id",
+        site_id, token_hash, name, email, verified_email, dict(details),
     )
     return visitor_id
 
 
 async def update_contact(
-    conn: Connection, visitor_id: int, *, name: str | None, email: str | None
+    conn: Connection, visitor_id: int, *, name: str | None, email: str | None,
+    verified_email: str | None,
 ) -> None:
-    """Fill in name and email when given; never erase what the visitor said before."""
+    """Fill in name and email when given; never erase what the visitor said before, nor
+    a proof of identity (it stops counting once the email differs from it)."""
     await conn.execute(
         "UPDATE visitors SET name = coalesce($2, name), email = coalesce($3, email), "
-        "last_seen_at = now() WHERE id = $1",
-        visitor_id, name, email,
+        "verified_email = coalesce($4, verified_email), last_seen_at = now() WHERE id = $1",
+        visitor_id, name, email, verified_email,
     )
 
 
@@ -60,7 +63,8 @@ async def access(
 async def profile(conn: Connection, visitor_id: int) -> Record | None:
     """What the agent's visitor panel shows."""
     row: Record | None = await conn.fetchrow(
-        "SELECT id, name, email, details, created_at, last_seen_at FROM visitors WHERE id = $1",
+        "SELECT id, name, email, lower(email) = lower(verified_email) AS verified, details, "
+        "created_at, last_seen_at FROM visitors WHERE id = $1",
         visitor_id,
     )
     return row

@@ -11,8 +11,8 @@ from starlette.routing import Route
 
 from chat.actions import agents as agent_actions
 from chat.actions import canned as canned_actions
-from chat.actions.sites import create_site, update_site
-from chat.errors import ChatError, NotFound
+from chat.actions.sites import create_site, set_identity_verification, update_site
+from chat.errors import ChatError, Invalid, NotFound
 from chat.models import Agent
 from chat.queries import agents, canned, sites
 from chat.services import services
@@ -88,6 +88,15 @@ async def save_site(request: Request, actor: Agent, data: dict[str, Any]) -> Non
                           origins=_text(data, "origins"), settings=settings)
 
 
+async def identity_verification(request: Request, actor: Agent, data: dict[str, Any]) -> None:
+    """``action=on`` makes a new secret (turning verification on, or rotating); ``off``."""
+    action = _text(data, "action")
+    if action not in ("on", "off"):
+        raise Invalid("Choose on or off.", "action")
+    async with services(request).pool.acquire() as conn:
+        await set_identity_verification(conn, request.path_params["site_id"], action == "on")
+
+
 async def add_site(request: Request, actor: Agent, data: dict[str, Any]) -> None:
     async with services(request).pool.acquire() as conn:
         await create_site(conn, _text(data, "name"),
@@ -129,6 +138,8 @@ routes = [
     Route("/settings/sites", form(SITES, "/settings", add_site), methods=["POST"]),
     Route("/settings/sites/{site_id:int}", form(SITES, "/settings", save_site),
           methods=["POST"]),
+    Route("/settings/sites/{site_id:int}/identity",
+          form(SITES, "/settings", identity_verification), methods=["POST"]),
     Route("/agents", page(TEAM), methods=["GET"]),
     Route("/agents", form(TEAM, "/agents", add_agent), methods=["POST"]),
     Route("/agents/{agent_id:int}/{action}", form(TEAM, "/agents", change_agent),

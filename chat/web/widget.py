@@ -7,7 +7,9 @@ only their own conversations: anything else is a 404, so a guessed id reveals no
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -32,6 +34,8 @@ from chat.sites import Site, normalize_origin
 from chat.templating import render, templates
 from chat.web.http import fields, int_param, wants_html
 from chat.web.streaming import sse_response
+
+logger = logging.getLogger(__name__)
 
 TOKEN_HEADER = "x-visitor-token"
 PAGE_SIZE = 30
@@ -192,6 +196,7 @@ async def start_conversation(request: Request) -> Response:
         "user_agent": request.headers.get("user-agent"),
     })
     site = access.site
+    contact = _verify(site, contact, data.get("identity_hash"))
     _require_prechat(site, contact)
     actions.clean_body(data.get("body"))  # refuse bad input before it counts as an attempt
     client = request.client.host if request.client else "unknown"
@@ -213,6 +218,22 @@ async def start_conversation(request: Request) -> Response:
     if started.visitor_token is not None:
         body["visitor_token"] = started.visitor_token
     return JSONResponse(body, status_code=201 if started.created else 200)
+
+
+def _verify(site: Site, contact: Contact, signature: Any) -> Contact:
+    """The contact, marked verified when the site's server signed its email.
+
+    A wrong signature is the integrator's bug, not the visitor's: they still get to chat,
+    unverified, and the log says why.
+    """
+    if not contact.email or not isinstance(signature, str) or not signature:
+        return contact
+    if site.verifies(contact.email, signature):
+        return dataclasses.replace(contact, verified=True)
+    logger.warning("Site %s: an identity hash does not match the visitor's email, so they "
+                   "chat unverified. Sign emails with the site's current identity secret "
+                   "(Sites page), or turn verification on there.", site.public_key)
+    return contact
 
 
 def _require_prechat(site: Site, contact: Contact) -> None:

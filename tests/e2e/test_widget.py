@@ -9,10 +9,13 @@ from pathlib import Path
 
 from playwright.sync_api import BrowserContext, FrameLocator, Page, expect
 
+from chat import db
+from chat.queries import sites
 from tests.conftest import Seed
 from tests.e2e.agent import AgentSession, AgentStream
 from tests.e2e.conftest import Widget
-from tests.support import ROOT, AppProcess, wait_for
+from tests.integration.test_identity import signature
+from tests.support import ROOT, AppProcess, run_async, wait_for
 
 StartApp = Callable[..., AppProcess]
 NewContext = Callable[..., BrowserContext]
@@ -263,4 +266,32 @@ def test_scrolling_to_the_top_loads_earlier_messages_in_order_without_counting_t
     bodies = frame.locator(".entry .body").all_inner_texts()
     assert bodies[0] == "message 0" and bodies[-1] == "message 39"
     assert page.frames[1].evaluate("window.chatFrame.sounds") == 0
+    agent.close()
+
+
+def test_a_user_the_host_site_identifies_reaches_the_agent_verified(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed, database: str,
+) -> None:
+    widget = embed(start_app(app_env))
+    secret, email = "is_e2e_identity_secret", "maria@example.com"
+
+    async def turn_on_verification() -> None:
+        async with db.connect(database) as conn:
+            site = await sites.by_public_key(conn, widget.site_key)
+            assert site is not None
+            await sites.set_identity_secret(conn, site["id"], secret)
+
+    run_async(turn_on_verification())
+    page = new_context().new_page()
+    frame = open_widget(page, widget.host.url)
+    page.evaluate("([email, hash]) => ChatWidget.identify({name: 'Maria Silva', email, hash})",
+                  [email, signature(secret, email)])
+    expect(frame.get_by_label("Your name")).to_have_value("Maria Silva")
+    expect(frame.get_by_label("Email")).to_have_value(email)
+    send(frame, "I'm signed in on your site")
+    agent = AgentSession(widget.app.url, seed.email, seed.password)
+    view = agent.http.get(f"/conversations/{conversation_of(frame)}",
+                          headers={"Accept": "text/html"})
+    assert "Maria Silva" in view.text and ">Verified</span>" in view.text
     agent.close()

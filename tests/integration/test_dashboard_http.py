@@ -94,6 +94,7 @@ def test_admin_changes_are_refused_to_agents_and_unsafe_requests_need_the_csrf_t
         "/canned": {"shortcut": "hi", "body": "Hello!"},
         "/settings/sites": {"name": "Another", "origins": ""},
         f"/settings/sites/{seed.site_id}": {"name": "Renamed", "origins": ""},
+        f"/settings/sites/{seed.site_id}/identity": {"action": "on"},
     }
     for path, form in forms.items():
         response = agent.post(path, data={**form, "csrf_token": agent_csrf})
@@ -108,6 +109,7 @@ def test_admin_changes_are_refused_to_agents_and_unsafe_requests_need_the_csrf_t
         assert forged.status_code == 403, path  # another session's token does not count
     assert sql(database, "SELECT count(*) FROM agents") == 2
     assert sql(database, "SELECT name FROM sites") == "Test site"
+    assert sql(database, "SELECT identity_secret FROM sites") is None
     assert sql(database, "SELECT status FROM conversations") == "waiting"
     assert admin.post("/canned", data={**forms["/canned"], "csrf_token": admin_csrf},
                       headers=HTML).status_code == 303

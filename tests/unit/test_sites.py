@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chat.errors import Invalid
-from chat.sites import Site, SiteSettings, embed_snippet, normalize_origin
+from chat.sites import Site, SiteSettings, embed_snippet, identity_hash, normalize_origin
 
 
 @pytest.mark.parametrize(("value", "origin"), [
@@ -54,3 +54,14 @@ def test_a_site_with_no_origins_may_be_embedded_anywhere_else_only_on_its_own() 
 def test_the_embed_snippet_is_one_async_script_tag() -> None:
     assert embed_snippet("https://chat.example.com/", "pk_abc") == (
         '<script src="https://chat.example.com/widget.js" data-site="pk_abc" async></script>')
+
+
+def test_the_identity_hash_is_the_hex_hmac_sha256_of_the_lowercased_email() -> None:
+    # As any integrator's server computes it, e.g.
+    # printf %s maria@example.com | openssl dgst -sha256 -hmac is_secret
+    expected = "cf3479a5eb00a7df4f09dbcf9fdad6624eac48c58d21f3579cd895ceb629d038"
+    assert identity_hash("is_secret", " Maria@Example.com ") == expected
+    site = Site(1, "pk_x", "Acme", (), True, identity_secret="is_secret")
+    assert site.verifies("maria@example.com", expected.upper())
+    assert not site.verifies("mario@example.com", expected)
+    assert not Site(1, "pk_x", "Acme", (), True).verifies("maria@example.com", expected)
