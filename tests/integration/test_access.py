@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -11,11 +11,6 @@ from chat import db
 from tests.clients import Agent, Visitor
 from tests.conftest import Seed
 from tests.support import AppProcess, run_async
-
-
-@pytest.fixture
-def app(seed: Seed, app_env: dict[str, str], start_app: Callable[..., AppProcess]) -> AppProcess:
-    return start_app(app_env)
 
 
 @pytest.fixture

@@ -27,11 +27,6 @@ def sql(database: str, query: str, *args: object) -> object:
 
 
 @pytest.fixture
-def app(seed: Seed, app_env: dict[str, str], start_app: Callable[..., AppProcess]) -> AppProcess:
-    return start_app(app_env)
-
-
-@pytest.fixture
 def sam(seed: Seed, database: str) -> tuple[str, str]:
     """A second agent, without the admin role."""
 

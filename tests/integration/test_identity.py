@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
 
 import httpx
-import pytest
 
 from tests.conftest import Seed
 from tests.integration.test_dashboard_http import HTML, signed_in, sql
@@ -18,11 +16,6 @@ from tests.support import AppProcess
 def signature(secret: str, email: str) -> str:
     """What an integrator's server computes (written here independently of the app)."""
     return hmac.new(secret.encode(), email.lower().encode(), hashlib.sha256).hexdigest()
-
-
-@pytest.fixture
-def app(seed: Seed, app_env: dict[str, str], start_app: Callable[..., AppProcess]) -> AppProcess:
-    return start_app(app_env)
 
 
 def test_only_an_email_signed_with_the_current_secret_shows_as_verified(

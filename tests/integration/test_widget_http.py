@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
-import pytest
 
 from chat import db
 from tests.clients import Visitor
@@ -30,11 +29,6 @@ def count(database: str, table: str) -> int:
             return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
 
     return run_async(select())
-
-
-@pytest.fixture
-def app(seed: Seed, app_env: dict[str, str], start_app: Callable[..., AppProcess]) -> AppProcess:
-    return start_app(app_env)
 
 
 def test_only_the_sites_origins_may_frame_the_widget(
