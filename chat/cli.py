@@ -179,6 +179,8 @@ def cmd_site(args: argparse.Namespace, settings: Settings) -> None:
         print(f"{site.name}  (id {site.id}{'' if site.enabled else ', disabled'})\n"
               f"  public key:      {site.public_key}\n"
               f"  allowed origins: {origins}\n"
+              f"  identity check:  {'on' if site.identity_secret else 'off'}"
+              " (identity verification, set on the Sites page)\n"
               f"  embed snippet:   {embed_snippet(base_url, site.public_key)}\n")
 
 

@@ -155,6 +155,7 @@ def test_site_add_and_list_print_keys_origins_and_the_embed_snippet(
     assert snippet in added.stdout
     listed = chat("site", "list", env=env)
     assert key in listed.stdout and snippet in listed.stdout
+    assert "identity check:  off" in listed.stdout
     bad = chat("site", "add", "Bad", "--origin", "not an origin", env=env)
     assert bad.returncode == 1
     assert "is not an origin such as https://www.example.com" in bad.stderr
