@@ -16,6 +16,17 @@ from chat.models import Row
 FieldRule = Literal["off", "optional", "required"]
 FIELD_RULES: tuple[FieldRule, ...] = ("off", "optional", "required")
 COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+INK = "#111827"  # the text colour on light brand colours
+
+
+def luminance(color: str) -> float:
+    """WCAG relative luminance of ``#rrggbb``."""
+    def linear(channel: int) -> float:
+        value = channel / 255
+        return value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4
+
+    red, green, blue = (linear(int(color[i:i + 2], 16)) for i in (1, 3, 5))
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +66,14 @@ class SiteSettings:
                 raise Invalid(f"Choose one of {', '.join(FIELD_RULES)}.", name)
         merged["offline"] = merged["offline"] in (True, "1", "true", "on")
         return cls(**merged)
+
+    @property
+    def ink(self) -> str:
+        """White or near-black, whichever reads better on the brand colour (WCAG contrast)."""
+        brand = luminance(self.color)
+        on_white = 1.05 / (brand + 0.05)
+        on_black = (brand + 0.05) / (luminance(INK) + 0.05)
+        return "#ffffff" if on_white >= on_black else INK
 
     @property
     def email_rule(self) -> FieldRule:

@@ -287,5 +287,5 @@
 
   document.body.addEventListener("reload", function () { load(state.conversation); });
 
-  toHost({ type: "ready", color: body.dataset.color });
+  toHost({ type: "ready", color: body.dataset.color, ink: body.dataset.ink });
 })();

@@ -113,6 +113,7 @@
       case "ready":
         state.frameReady = true;
         if (/^#[0-9a-f]{6}$/i.test(message.color)) launcher.style.background = message.color;
+        if (/^#[0-9a-f]{6}$/i.test(message.ink)) launcher.style.color = message.ink;
         frame.contentWindow.postMessage({ type: "init", token: state.token, open: state.open,
           page: window.location.href, identity: state.identity || null }, app);
         state.queue.splice(0).forEach(post);

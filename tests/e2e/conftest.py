@@ -33,25 +33,39 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
+AXE_VERSION = "4.14.1"  # axe-core, the accessibility checker the tests run in pages
+
+
+def npm_package(name: str, version: str) -> Path:
+    """The unpacked package from the npm registry, cached in .cache/ between runs."""
+    package = ROOT / ".cache" / f"{name}-{version}" / "package"
+    if not (package / "package.json").exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            unavailable(f"npm is needed to fetch {name} from the npm registry")
+        with tempfile.TemporaryDirectory() as tmp:
+            packed = subprocess.run([str(npm), "pack", f"{name}@{version}", "--silent"],
+                                    cwd=tmp, capture_output=True, text=True, timeout=120)
+            if packed.returncode != 0:
+                unavailable(f"npm pack {name}@{version} failed: {packed.stderr}")
+            with tarfile.open(Path(tmp) / packed.stdout.strip().splitlines()[-1]) as tar:
+                tar.extractall(package.parent, filter="data")
+    return package
+
+
 @pytest.fixture(scope="session")
 def htmx_dist() -> Path:
     """htmx's dist/ from the npm package, verified against the pages' integrity hashes."""
-    dist = ROOT / ".cache" / f"htmx.org-{HTMX_VERSION}" / "package" / "dist"
-    if not (dist / "htmx.min.js").exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            unavailable("npm is needed to fetch htmx.org from the npm registry")
-        with tempfile.TemporaryDirectory() as tmp:
-            packed = subprocess.run([str(npm), "pack", f"htmx.org@{HTMX_VERSION}", "--silent"],
-                                    cwd=tmp, capture_output=True, text=True, timeout=120)
-            if packed.returncode != 0:
-                unavailable(f"npm pack htmx.org@{HTMX_VERSION} failed: {packed.stderr}")
-            with tarfile.open(Path(tmp) / packed.stdout.strip().splitlines()[-1]) as tar:
-                tar.extractall(dist.parent.parent, filter="data")
+    dist = npm_package("htmx.org", HTMX_VERSION) / "dist"
     for name, integrity in HTMX_FILES.items():
         digest = hashlib.sha384((dist / name).read_bytes()).digest()
         assert "sha384-" + base64.b64encode(digest).decode() == integrity, name
     return dist
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    return (npm_package("axe-core", AXE_VERSION) / "axe.min.js").read_text()
 
 
 @pytest.fixture

@@ -65,3 +65,12 @@ def test_the_identity_hash_is_the_hex_hmac_sha256_of_the_lowercased_email() -> N
     assert site.verifies("maria@example.com", expected.upper())
     assert not site.verifies("mario@example.com", expected)
     assert not Site(1, "pk_x", "Acme", (), True).verifies("maria@example.com", expected)
+
+
+@pytest.mark.parametrize(("color", "ink"), [
+    ("#2563eb", "#ffffff"), ("#111827", "#ffffff"), ("#facc15", "#111827"), ("#ffffff", "#111827"),
+])
+def test_text_on_the_brand_colour_is_white_or_ink_whichever_reads_better(
+    color: str, ink: str,
+) -> None:
+    assert SiteSettings.clean(color=color).ink == ink
