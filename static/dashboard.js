@@ -56,7 +56,7 @@
       row.hidden = !shows[tab](row);
       row.classList.toggle("current", id === openId);
       if (!known.has(row.id)) {
-        if (known.size && row.dataset.status === "waiting") announce(row);
+        if (row.dataset.status === "waiting") announce(row);  // new since the page loaded
         known.add(row.id);
       }
     });
@@ -81,6 +81,8 @@
 
   function announce(row) {
     ChatMessages.chime();
+    ChatMessages.announce("New conversation from " + row.querySelector(".visitor").textContent +
+                          ": " + row.querySelector(".preview").textContent);
     if (window.Notification && Notification.permission === "granted" && document.hidden) {
       var name = row.querySelector(".visitor").textContent;
       var note = new Notification("New conversation: " + name, {
@@ -112,12 +114,24 @@
   function nearBottom() {
     return history.scrollHeight - history.scrollTop - history.clientHeight < 80;
   }
+  // Entries already on the page, or loaded as older history, are not news.
+  var seen = new Set(entries ? Array.from(entries.children, function (e) { return e.id; }) : []);
+  function arrived(entry) {
+    ChatMessages.arrived(entry);
+    if (seen.has(entry.id)) return;
+    seen.add(entry.id);
+    if (entry.classList.contains("visitor") && !entry.dataset.pending) {
+      var name = document.querySelector(".conversation-head h1");
+      ChatMessages.announce((name ? name.textContent : "Visitor") + ": " +
+                            entry.querySelector(".body").textContent);
+    }
+  }
   if (history) {
     history.scrollTop = history.scrollHeight;
     new MutationObserver(function (records) {
       var stick = nearBottom();
       records.forEach(function (r) {
-        r.addedNodes.forEach(function (n) { if (n.nodeType === 1) ChatMessages.arrived(n); });
+        r.addedNodes.forEach(function (n) { if (n.nodeType === 1) arrived(n); });
       });
       if (stick) history.scrollTop = history.scrollHeight;
     }).observe(entries, { childList: true });
@@ -132,7 +146,9 @@
     fetch("/conversations/" + openId + "/older?before=" + button.dataset.before, {
       headers: { "HX-Request": "true" }, credentials: "same-origin"
     }).then(function (r) { return r.text(); }).then(function (html) {
-      ChatMessages.prependOlder(button, html, entries, history);
+      ChatMessages.prependOlder(button, html, entries, history).forEach(function (id) {
+        seen.add(id);
+      });
     });
   }
 

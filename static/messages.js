@@ -72,6 +72,12 @@ window.ChatMessages = (function () {
     if (bubble) bubble.remove();
   }
 
+  /* Tell screen readers (the page's #announcer live region) what just arrived. */
+  function announce(text) {
+    var announcer = document.getElementById("announcer");
+    if (announcer) announcer.textContent = text;
+  }
+
   /* Earlier entries (an /older fragment) go above ``list``, keeping the reader's place;
    * returns their ids. */
   function prependOlder(button, html, list, scroller) {
@@ -114,5 +120,5 @@ window.ChatMessages = (function () {
   }
 
   return { pending: pending, sending: sending, settle: settle, fail: fail, arrived: arrived,
-           prependOlder: prependOlder, chime: chime };
+           announce: announce, prependOlder: prependOlder, chime: chime };
 })();

@@ -13,7 +13,6 @@
   var box = document.getElementById("message");
   var errorLine = document.getElementById("composer-error");
   var pill = document.getElementById("new-messages");
-  var announcer = document.getElementById("announcer");
   var muteButton = document.getElementById("mute");
   var pastLink = document.getElementById("past-link");
   var state = {
@@ -253,8 +252,8 @@
     state.seen.add(entry.id);
     var author = entry.querySelector(".author");
     var text = entry.querySelector(".body");
-    announcer.textContent = (author ? author.textContent + ": " : "") +
-      (text ? text.textContent : "");
+    ChatMessages.announce((author ? author.textContent + ": " : "") +
+                          (text ? text.textContent : ""));
     if (!state.open || document.hidden) {
       setUnread(state.unread + 1);
       chime();

@@ -79,6 +79,8 @@ def test_a_visitor_and_two_agents_work_a_conversation_live(
     expect(waiting).to_contain_text("My invoice is missing.")  # live, in Waiting
     expect(waiting.locator(".unread")).to_have_text("1")
     expect(alex).to_have_title(re.compile(r"^\(1\) Inbox"))
+    expect(alex.locator("#announcer")).to_have_text(  # for screen readers, in the live region
+        "New conversation from Maria Silva: Hi! My invoice is missing.")
     expect(row(sam, "Maria Silva")).to_contain_text("Unassigned")
 
     second_tab = alex.context.new_page()  # one agent, two tabs: both stay live
@@ -108,6 +110,7 @@ def test_a_visitor_and_two_agents_work_a_conversation_live(
     expect(alex.locator(".entry.note", has_text="Billing address")).to_be_visible()
     send(frame, "Got it, thanks!")
     expect(alex.locator(".entry.visitor", has_text="Got it, thanks!")).to_have_count(1)
+    expect(alex.locator("#announcer")).to_have_text("Maria Silva: Got it, thanks!")
     expect(frame.get_by_text("Billing address")).to_have_count(0)  # notes stay private
 
     alex.get_by_role("button", name="Close conversation").click()

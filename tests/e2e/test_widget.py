@@ -60,6 +60,7 @@ def test_a_visitor_and_an_agent_chat_live_across_reloads_pages_and_tabs(
     conversation = conversation_of(frame)
     agent.reply(conversation, "Yes, it left this morning.")
     expect(frame.locator(".entry.agent", has_text="left this morning")).to_be_visible()
+    expect(frame.locator("#announcer")).to_have_text("Alex: Yes, it left this morning.")
     expect(frame.get_by_text("Alex joined the conversation")).to_be_visible()
     expect(frame.locator(".conversation-status")).to_contain_text("Alex is here to help")
 
