@@ -8,7 +8,7 @@ from typing import Any
 import jinja2
 from starlette.templating import Jinja2Templates
 
-from chat import browsers
+from chat import browsers, links
 from chat.config import HTMX_FILES
 from chat.resources import resource_dir
 
@@ -34,5 +34,6 @@ def clock(moment: datetime) -> str:
 
 environment.filters["clock"] = clock
 environment.filters["browser"] = browsers.describe
+environment.filters["linkify"] = links.linkify
 environment.globals["htmx_files"] = HTMX_FILES
 environment.filters["isotime"] = lambda moment: moment.astimezone(UTC).isoformat()

@@ -39,7 +39,8 @@ def test_every_screen_passes_the_accessibility_checks(
     found = {name: violations(target, axe_source) for name, target in screens.items()}
 
     frame_locator.get_by_label("Your name").fill("Maria Silva")
-    send(frame_locator, "Where is my parcel?")
+    send(frame_locator, "Where is my parcel? https://shop.example/orders/1042")
+    expect(frame_locator.get_by_role("link", name="https://shop.example/orders/1042")).to_be_visible()
     found["widget, conversation"] = violations(chat, axe_source)
 
     agent = new_context().new_page()
@@ -50,6 +51,9 @@ def test_every_screen_passes_the_accessibility_checks(
     found["inbox"] = violations(alex, axe_source)
     row(alex, "Maria Silva").get_by_role("link").click()
     expect(alex.get_by_role("button", name="Claim")).to_be_visible()
+    alex.get_by_role("textbox", name="Reply").fill("Here: https://shop.example/track/1042")
+    alex.get_by_role("textbox", name="Reply").press("Enter")
+    expect(alex.get_by_role("link", name="https://shop.example/track/1042")).to_be_visible()
     found["conversation"] = violations(alex, axe_source)
     for path in ("/settings", "/agents", "/canned", "/profile"):
         alex.goto(widget.app.url + path)
