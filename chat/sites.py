@@ -107,8 +107,9 @@ class Site:
         """Whether ``signature`` is the site's proof of ``email`` (see :func:`identity_hash`)."""
         if not self.identity_secret:
             return False
-        expected = identity_hash(self.identity_secret, email)
-        return hmac.compare_digest(expected, signature.strip().lower())
+        expected = identity_hash(self.identity_secret, email).encode()
+        # As bytes: compare_digest refuses str with non-ASCII characters, which anyone can send.
+        return hmac.compare_digest(expected, signature.strip().lower().encode())
 
     def allows(self, origin: str) -> bool:
         """Whether a page on ``origin`` may embed the widget. No origins listed: any may."""
