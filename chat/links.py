@@ -6,23 +6,21 @@ import re
 
 from markupsafe import Markup, escape
 
-# Matched in already-escaped text, so ``<`` and quotes cannot occur inside (they are entities).
-URL = re.compile(r"\bhttps?://[^\s<>]+", re.IGNORECASE)
-TRAILING = ".,;:!?'\")]}"  # punctuation that ends a sentence rather than the address
+URL = re.compile(r"\bhttps?://[^\s<>\"]+", re.IGNORECASE)
+TRAILING = ".,;:!?')]}"  # punctuation that ends a sentence rather than the address
+LINK = Markup('<a href="{0}" target="_blank" rel="noopener noreferrer nofollow">{0}</a>')
 
 
 def linkify(text: str) -> Markup:
     """``text`` as HTML: escaped, with every http(s) address a link that opens in a new tab."""
-
-    def link(match: re.Match[str]) -> str:
-        url = match.group(0)
-        trimmed = url.rstrip(TRAILING)
-        while trimmed.endswith("&#34") or trimmed.endswith("&#39"):  # an escaped closing quote
-            trimmed = trimmed[:-4]
-        rest = url[len(trimmed):]
-        if trimmed.count("(") > trimmed.count(")") and rest.startswith(")"):
-            trimmed, rest = trimmed + ")", rest[1:]  # https://en.wikipedia.org/wiki/X_(Y)
-        return (f'<a href="{trimmed}" target="_blank" rel="noopener noreferrer nofollow">'
-                f"{trimmed}</a>{rest}")
-
-    return Markup(URL.sub(link, str(escape(text))))
+    parts: list[Markup] = []
+    end = 0
+    for match in URL.finditer(text):
+        url = match.group(0).rstrip(TRAILING)
+        after = match.start() + len(url)
+        if url.count("(") > url.count(")") and text.startswith(")", after):
+            url, after = url + ")", after + 1  # https://en.wikipedia.org/wiki/X_(Y)
+        parts += [escape(text[end:match.start()]), LINK.format(url)]
+        end = after
+    parts.append(escape(text[end:]))
+    return Markup("").join(parts)

@@ -43,13 +43,12 @@ async def create_site(conn: Connection, name: str, origins: list[str]) -> Record
         raise Conflict("Could not allocate a unique public key; try again.") from None
 
 
-async def set_identity_verification(conn: Connection, site_id: int, on: bool) -> str | None:
+async def set_identity_verification(conn: Connection, site_id: int, on: bool) -> None:
     """Turn identity verification on with a new secret (which is also how to rotate it,
     invalidating every hash signed with the old one), or off."""
     secret = "is_" + secrets.token_urlsafe(32) if on else None
     if not await sites.set_identity_secret(conn, site_id, secret):
         raise NotFound("No such site.")
-    return secret
 
 
 async def update_site(conn: Connection, site_id: int, *, name: str, origins: str,
