@@ -14,12 +14,14 @@ from starlette.staticfiles import StaticFiles
 from chat import db, templating
 from chat.broker import create_broker
 from chat.config import Settings
+from chat.queries import installation
 from chat.ratelimit import RateLimiter
 from chat.resources import resource_dir
 from chat.services import Services
 from chat.web import admin, auth, dashboard, health, metrics, widget
 from chat.web.cors import WidgetCors
 from chat.web.http import EXCEPTION_HANDLERS, BodySizeLimit
+from chat.web.security import SecurityHeaders
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +39,11 @@ def create_app(settings: Settings) -> Starlette:
         try:
             async with pool.acquire() as conn:
                 await db.check_schema(conn)
-            broker = create_broker(settings.redis_url)
+                namespace = settings.redis_namespace or await installation.namespace(conn)
+            broker = create_broker(settings.redis_url, namespace)
             await broker.start()
-            limiter = RateLimiter(settings.redis_url, enabled=settings.rate_limits)
+            limiter = RateLimiter(settings.redis_url, enabled=settings.rate_limits,
+                                  namespace=namespace)
             app.state.services = Services(settings, pool, broker, limiter)
             try:
                 yield
@@ -52,7 +56,8 @@ def create_app(settings: Settings) -> Starlette:
         routes=[*health.routes, *metrics.routes, *auth.routes, *widget.routes,
                 *dashboard.routes, *admin.routes,
                 Mount("/static", StaticFiles(directory=resource_dir("static")), name="static")],
-        middleware=[Middleware(BodySizeLimit), Middleware(WidgetCors)],
+        middleware=[Middleware(SecurityHeaders, htmx_url=settings.htmx_url),
+                    Middleware(BodySizeLimit), Middleware(WidgetCors)],
         exception_handlers={**EXCEPTION_HANDLERS,
                             auth.SignInRequired: auth.handle_sign_in_required},
         lifespan=lifespan,

@@ -481,6 +481,10 @@ def _forget(task: asyncio.Task[None]) -> None:
         logger.debug("Redis command failed: %s", task.exception())
 
 
-def create_broker(redis_url: str | None) -> Broker:
-    """A :class:`RedisBroker` when ``REDIS_URL`` is set, else a :class:`MemoryBroker`."""
-    return RedisBroker(redis_url) if redis_url else MemoryBroker()
+def create_broker(redis_url: str | None, namespace: str) -> Broker:
+    """A :class:`RedisBroker` when ``REDIS_URL`` is set, else a :class:`MemoryBroker`.
+
+    Every Redis channel starts with ``namespace``, so installations sharing one Redis
+    never hear each other.
+    """
+    return RedisBroker(redis_url, prefix=namespace + ":") if redis_url else MemoryBroker()

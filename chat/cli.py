@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 
 from chat import db
-from chat.actions.agents import create_agent
+from chat.actions.agents import insert_agent, prepare_agent
 from chat.actions.sites import create_site, ensure_default_site
 from chat.app import configure_logging
 from chat.config import ConfigError, Settings
@@ -88,7 +88,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
         uvicorn.run(
             "chat.app:app_from_env", factory=True, host=args.host, port=args.port,
             workers=args.workers, log_level=settings.log_level.lower(),
-            timeout_graceful_shutdown=5, proxy_headers=True,
+            timeout_graceful_shutdown=5, http="chat.web.protocol:LimitedHttpToolsProtocol",
+            # Forwarded headers are believed only from the proxies the operator lists:
+            # anyone else could claim any address and slip past every throttle.
+            proxy_headers=bool(settings.forwarded_allow_ips),
+            forwarded_allow_ips=list(settings.forwarded_allow_ips),
         )
 
 
@@ -120,12 +124,11 @@ def cmd_create_agent(args: argparse.Namespace, settings: Settings) -> None:
     password = read_password()
 
     async def create(url: str) -> None:
+        new = await prepare_agent(email=args.email, name=args.name, password=password,
+                                  role="admin" if args.admin else "agent")
         async with db.connect(url) as conn:
             await db.check_schema(conn)
-            agent = await create_agent(
-                conn, email=args.email, name=args.name, password=password,
-                role="admin" if args.admin else "agent",
-            )
+            agent = await insert_agent(conn, new)
         print(f"Created {agent['role']} {agent['name']} <{agent['email']}> (id {agent['id']}).")
 
     with database_url(settings) as url:

@@ -7,8 +7,10 @@ traceback from deep inside a driver.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,6 +52,12 @@ class Settings:
     log_level: str
     replay_limit: int = 500
     rate_limits: bool = True
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or networks).
+    forwarded_allow_ips: tuple[str, ...] = ()
+    streams_per_client: int = 10  # open streams per visitor token or agent session
+    streams_per_address: int = 200
+    metrics_token: str | None = None  # None: /metrics is off
+    redis_namespace: str | None = None  # None: derived from the installation's id
 
     @property
     def embedded_database(self) -> bool:
@@ -74,6 +82,11 @@ class Settings:
             log_level=log_level,
             replay_limit=_positive_int(env, "STREAM_REPLAY_LIMIT", 500),
             rate_limits=_switch(env, "RATE_LIMITS", True),
+            forwarded_allow_ips=_networks(env, "FORWARDED_ALLOW_IPS"),
+            streams_per_client=_positive_int(env, "STREAMS_PER_CLIENT", 10),
+            streams_per_address=_positive_int(env, "STREAMS_PER_ADDRESS", 200),
+            metrics_token=_secret(env, "METRICS_TOKEN"),
+            redis_namespace=_namespace(env, "REDIS_NAMESPACE"),
         )
 
 
@@ -95,9 +108,40 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     value = _get(env, name)
     if value is None:
         return default
-    if not value.isdigit() or int(value) < 1:
+    if not re.fullmatch(r"[0-9]{1,9}", value) or int(value) < 1:
         raise ConfigError(f"{name} must be a positive whole number; got {value!r}.")
     return int(value)
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated addresses or networks (``10.0.0.5``, ``10.0.0.0/8``, ``::1``)."""
+    items = tuple(item.strip() for item in (_get(env, name) or "").split(",") if item.strip())
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{name}: {item!r} is not an IP address or network; list the addresses of "
+                "your reverse proxies, e.g. 10.0.0.5,10.0.1.0/24 (or leave it unset when "
+                "clients connect directly)."
+            ) from None
+    return items
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    value = _get(env, name)
+    if value is not None and len(value) < 16:
+        raise ConfigError(f"{name} must be at least 16 characters; generate one with "
+                          "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`.")
+    return value
+
+
+def _namespace(env: Mapping[str, str], name: str) -> str | None:
+    value = _get(env, name)
+    if value is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", value):
+        raise ConfigError(f"{name} must be 1-64 letters, digits or _.:- (it prefixes every "
+                          f"Redis channel and key of this installation); got {value!r}.")
+    return value
 
 
 def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:

@@ -30,6 +30,13 @@ def agent_topic(agent_id: int) -> str:
     return f"agent:{agent_id}"
 
 
+def session_topic(token_hash: bytes) -> str:
+    """A sign-in session's own topic: its pages reload when it ends (signed out, or
+    signed out elsewhere by a password change). Named by a prefix of the token's hash,
+    which reveals nothing about the token."""
+    return f"session:{token_hash[:8].hex()}"
+
+
 RELOAD = b"reload"  # a control payload: not a Change
 
 

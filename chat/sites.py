@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -16,6 +17,8 @@ from chat.models import Row
 FieldRule = Literal["off", "optional", "required"]
 FIELD_RULES: tuple[FieldRule, ...] = ("off", "optional", "required")
 COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+# A DNS name (letters, digits, hyphens; underscores too, as some internal hosts use them).
+HOST = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
 INK = "#111827"  # the text colour on light brand colours
 
 
@@ -64,7 +67,7 @@ class SiteSettings:
         for name in ("prechat_name", "prechat_email"):
             if merged[name] not in FIELD_RULES:
                 raise Invalid(f"Choose one of {', '.join(FIELD_RULES)}.", name)
-        merged["offline"] = merged["offline"] in (True, "1", "true", "on")
+        merged["offline"] = merged["offline"] is True  # callers pass a bool (Fields.flag)
         return cls(**merged)
 
     @property
@@ -122,13 +125,46 @@ class Site:
 
 
 def normalize_origin(value: str) -> str:
-    """``scheme://host[:port]`` of a URL or origin; :class:`Invalid` when it has none."""
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Invalid(f"{value!r} is not an origin such as https://www.example.com.", "origin")
+    """``scheme://host[:port]`` of a URL or origin; :class:`Invalid` when it has none.
+
+    Hosts come out as browsers send them in ``Origin``: lowercase, IDNs in punycode, IPv6
+    in brackets, the scheme's default port left out.
+    """
+    origin = _origin(value.strip())
+    if origin is None:
+        raise Invalid(f"{value[:200]!r} is not an origin such as https://www.example.com.",
+                      "origin")
+    return origin
+
+
+def _origin(value: str) -> str | None:
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # ValueError for a port that is not a number in range
+        host = _host(parts.hostname or "")
+    except ValueError:  # also a malformed IPv6 address
+        return None
+    if parts.scheme not in ("http", "https") or host is None:
+        return None
     default_port = {"http": 80, "https": 443}[parts.scheme]
-    port = f":{parts.port}" if parts.port and parts.port != default_port else ""
-    return f"{parts.scheme}://{parts.hostname}{port}"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default_port else "")
+
+
+def _host(name: str) -> str | None:
+    """The host as it appears in an origin, or None when it is not a valid host name."""
+    if ":" in name:
+        return f"[{ipaddress.IPv6Address(name).compressed}]"  # ValueError if malformed
+    try:
+        ascii_name = name.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return None
+    return ascii_name if HOST.fullmatch(ascii_name) else None
+
+
+def fingerprint(secret: str) -> str:
+    """A short name for an identity secret, kept with each proof it made (the SQL twin is
+    ``chat.queries.visitors.SECRET_FINGERPRINT``)."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
 def identity_hash(secret: str, email: str) -> str:

@@ -8,14 +8,16 @@ from chat import passwords
 from chat.errors import Invalid
 
 # Deliberately loose: one "@", something on both sides, a dot in the domain, no spaces.
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MAX_EMAIL_LENGTH = 254
 MAX_NAME_LENGTH = 100
 
 
 def email(value: str, field: str = "email") -> str:
     value = value.strip()
-    if len(value) > MAX_EMAIL_LENGTH or not EMAIL.match(value):
+    if len(value) > MAX_EMAIL_LENGTH:
+        raise Invalid(f"An email address can be at most {MAX_EMAIL_LENGTH} characters.", field)
+    if not EMAIL.fullmatch(value):
         raise Invalid(f"{value!r} is not a valid email address.", field)
     return value
 

@@ -22,7 +22,7 @@ from chat import db
 from chat.actions.agents import create_agent
 from chat.embedded import EmbeddedPostgres
 from chat.queries import sites
-from tests.support import AppProcess, RedisProcess, run_async, unavailable
+from tests.support import METRICS_TOKEN, AppProcess, RedisProcess, run_async, unavailable
 
 
 def with_database(url: str, name: str) -> str:
@@ -169,7 +169,7 @@ def app_env(database: str, tmp_path: Path) -> dict[str, str]:
         DATABASE_URL=database, CHAT_DATA_DIR=str(tmp_path / "data"),
         SECRET_KEY="test-secret-key-" + "x" * 32, LOG_LEVEL="INFO",
         # Tests share one address (and maybe one Redis); the limits have tests of their own.
-        RATE_LIMITS="off",
+        RATE_LIMITS="off", METRICS_TOKEN=METRICS_TOKEN,
     )
     return env
 

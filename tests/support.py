@@ -19,6 +19,8 @@ import httpx
 import pytest
 
 CI = bool(os.environ.get("CI"))
+METRICS_TOKEN = "test-metrics-token-0123456789"  # app processes of the tests serve /metrics
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import asyncpg
 from asyncpg import Record
 
@@ -15,22 +17,50 @@ from chat.services import Services
 ROLES = ("admin", "agent")
 
 
+@dataclass(frozen=True, slots=True)
+class NewAgent:
+    """A validated account, its password already hashed: ready to insert."""
+
+    email: str
+    name: str
+    role: str
+    password_hash: str = field(repr=False)
+
+
+async def prepare_agent(*, email: str, name: str, password: str, role: str = "agent") -> NewAgent:
+    """Validate an account and hash its password (slow, off the event loop); call it
+    before taking a database connection, so none is held while hashing."""
+    if role not in ROLES:
+        raise Invalid(f"Role must be one of {', '.join(ROLES)}.", "role")
+    email, name = validation.email(email), validation.name(name)
+    password_hash = await passwords.hash_password(validation.password(password))
+    return NewAgent(email, name, role, password_hash)
+
+
+async def insert_agent(conn: Connection, new: NewAgent) -> Record:
+    """Store a prepared account; :class:`Conflict` when the email (any case) is taken."""
+    try:
+        async with conn.transaction():
+            return await agents.insert(conn, email=new.email, name=new.name, role=new.role,
+                                       password_hash=new.password_hash)
+    except asyncpg.UniqueViolationError:
+        raise Conflict(f"An agent with the email {new.email} already exists.") from None
+
+
 async def create_agent(
     conn: Connection, *, email: str, name: str, password: str, role: str = "agent"
 ) -> Record:
-    """Create an agent account; :class:`Conflict` when the email (any case) is taken."""
-    if role not in ROLES:
-        raise Invalid(f"Role must be one of {', '.join(ROLES)}.", "role")
-    email = validation.email(email)
-    name = validation.name(name)
-    password_hash = passwords.hash_password(validation.password(password))
-    try:
-        async with conn.transaction():
-            return await agents.insert(
-                conn, email=email, name=name, role=role, password_hash=password_hash
-            )
-    except asyncpg.UniqueViolationError:
-        raise Conflict(f"An agent with the email {email} already exists.") from None
+    """Prepare and store an account on a connection of the caller's (the CLI's)."""
+    return await insert_agent(conn, await prepare_agent(email=email, name=name,
+                                                        password=password, role=role))
+
+
+async def add_agent(svc: Services, *, email: str, name: str, password: str,
+                    role: str = "agent") -> Record:
+    """An admin adds someone to the team."""
+    new = await prepare_agent(email=email, name=name, password=password, role=role)
+    async with svc.pool.acquire() as conn:
+        return await insert_agent(conn, new)
 
 
 # Serialises first-run set-up across processes.
@@ -39,12 +69,15 @@ SETUP_LOCK_KEY = 0x63686176
 
 async def create_first_admin(svc: Services, *, email: str, name: str, password: str) -> Record:
     """The first admin of a new installation; :class:`NotFound` once anyone exists."""
+    async with svc.pool.acquire() as conn:
+        if await agents.count(conn) > 0:  # before hashing: set-up is over for good
+            raise NotFound("Set-up is done: sign in instead.")
+    new = await prepare_agent(email=email, name=name, password=password, role="admin")
     async with transaction(svc.pool) as conn:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", SETUP_LOCK_KEY)
         if await agents.count(conn) > 0:
             raise NotFound("Set-up is done: sign in instead.")
-        return await create_agent(conn, email=email, name=name, password=password,
-                                  role="admin")
+        return await insert_agent(conn, new)
 
 
 async def _keep_an_admin(conn: Connection, agent_id: int) -> None:
@@ -94,11 +127,18 @@ async def rename(svc: Services, agent: Agent, name: str) -> Record:
     return row
 
 
-async def change_password(svc: Services, agent: Agent, current: str, new: str) -> None:
-    """Needs the current password."""
+async def change_password(svc: Services, agent: Agent, current: str, new: str,
+                          session_hash: bytes) -> None:
+    """Needs the current password; signs the agent out everywhere else (open pages too),
+    keeping only the session ``session_hash`` that made the change."""
+    new = validation.password(new)
+    async with svc.pool.acquire() as conn:
+        stored = await agents.password_hash(conn, agent.id)
+    if stored is None or not await passwords.verify_password(stored, current):
+        raise Invalid("The current password is not right.", "current_password")
+    password_hash = await passwords.hash_password(new)
     async with transaction(svc.pool) as conn:
-        row = await agents.by_email(conn, agent.email)
-        if row is None or not passwords.verify_password(row["password_hash"], current):
-            raise Invalid("The current password is not right.", "current_password")
-        await agents.update(conn, agent.id,
-                            password_hash=passwords.hash_password(validation.password(new)))
+        await agents.update(conn, agent.id, password_hash=password_hash)
+        ended = await sessions.delete_for_agent(conn, agent.id, keep=session_hash)
+    for token_hash in ended:
+        await events.publish_reload(svc.broker, events.session_topic(token_hash))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import asyncpg
 from asyncpg import Record
@@ -15,12 +14,12 @@ from chat.models import Agent
 from chat.queries import canned
 from chat.services import Services
 
-SHORTCUT = re.compile(r"^[a-z0-9_-]{1,32}$")
+SHORTCUT = re.compile(r"[a-z0-9_-]{1,32}")
 
 
-async def create(svc: Services, actor: Agent, shortcut: Any, body: Any) -> Record:
-    key = shortcut.strip().lower().lstrip("/") if isinstance(shortcut, str) else ""
-    if not SHORTCUT.match(key):
+async def create(svc: Services, actor: Agent, shortcut: str, body: str) -> Record:
+    key = shortcut.strip().lower().lstrip("/")
+    if not SHORTCUT.fullmatch(key):
         raise Invalid("A shortcut is 1-32 lowercase letters, digits, - or _.", "shortcut")
     text = clean_body(body)
     try:

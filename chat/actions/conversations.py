@@ -23,7 +23,7 @@ from chat.services import Services
 
 MAX_BODY_LENGTH = 5000
 OPEN: tuple[Status, ...] = ("waiting", "active")
-CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+CLIENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 class StaleState(Conflict):
@@ -41,11 +41,9 @@ class Sent:
     created: bool  # False when the client id was seen before: a retried send
 
 
-def clean_body(body: Any) -> str:
-    """The message text, trimmed; :class:`Invalid` when empty, not text, or too long."""
-    if not isinstance(body, str):
-        raise Invalid("The message must be text.", "body")
-    text: str = body.strip()
+def clean_body(body: str) -> str:
+    """The message text, trimmed; :class:`Invalid` when empty or too long."""
+    text = body.strip()
     if not text:
         raise Invalid("Type a message first.", "body")
     if len(text) > MAX_BODY_LENGTH:
@@ -54,10 +52,10 @@ def clean_body(body: Any) -> str:
     return text
 
 
-def clean_client_id(client_id: Any) -> str | None:
-    if client_id is None or client_id == "":
+def clean_client_id(client_id: str | None) -> str | None:
+    if not client_id:
         return None
-    if not isinstance(client_id, str) or not CLIENT_ID.match(client_id):
+    if not CLIENT_ID.fullmatch(client_id):
         raise Invalid("client_id must be 1-64 letters, digits or _.:-", "client_id")
     return client_id
 
@@ -75,20 +73,22 @@ class Contact:
     name: str | None = None
     email: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
-    verified: bool = False  # the site's server vouched for the email (identity verification)
+    # The fingerprint of the identity secret with which the site's server vouched for the
+    # email (identity verification); None when it did not.
+    verified_by: str | None = None
 
     @classmethod
-    def clean(cls, name: Any = None, email: Any = None,
+    def clean(cls, name: str | None = None, email: str | None = None,
               details: Mapping[str, Any] | None = None) -> Contact:
         return cls(
-            name=validation.name(name) if isinstance(name, str) and name.strip() else None,
-            email=validation.email(email) if isinstance(email, str) and email.strip() else None,
+            name=validation.name(name) if name and name.strip() else None,
+            email=validation.email(email) if email and email.strip() else None,
             details=details or {},
         )
 
     @property
     def verified_email(self) -> str | None:
-        return self.email if self.verified else None
+        return self.email if self.verified_by else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +101,8 @@ async def start(
     *,
     site_id: int,
     visitor_id: int | None,
-    body: Any,
-    client_id: Any = None,
+    body: str,
+    client_id: str | None = None,
     contact: Contact | None = None,
 ) -> Started:
     """Open a conversation (waiting for an agent) with the visitor's first message.
@@ -120,7 +120,7 @@ async def start(
             visitor_id = await visitors.insert(
                 conn, site_id=site_id, token_hash=tokens.token_hash(token), name=contact.name,
                 email=contact.email, verified_email=contact.verified_email,
-                details=contact.details,
+                verified_by=contact.verified_by, details=contact.details,
             )
         else:
             if cid is not None:
@@ -130,7 +130,8 @@ async def start(
                     return Started(existing, state, created=False)
             await visitors.update_contact(conn, visitor_id, name=contact.name,
                                           email=contact.email,
-                                          verified_email=contact.verified_email)
+                                          verified_email=contact.verified_email,
+                                          verified_by=contact.verified_by)
         conversation_id = await conversations.insert(conn, site_id=site_id, visitor_id=visitor_id)
         added = await messages.append(conn, conversation_id, kind="visitor", body=text,
                                       client_id=cid, statuses=("waiting",))
@@ -144,8 +145,8 @@ async def send(
     svc: Services,
     conversation_id: int,
     *,
-    body: Any,
-    client_id: Any = None,
+    body: str,
+    client_id: str | None = None,
     agent: Agent | None = None,
     note: bool = False,
 ) -> Sent:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from chat import passwords, tokens
+from chat import events, passwords, tokens
 from chat.db import transaction
 from chat.errors import Unauthorized
 from chat.models import Agent
@@ -14,8 +13,6 @@ from chat.queries import agents, sessions
 from chat.services import Services
 
 SESSION_LIFETIME = timedelta(days=14)
-# Verified when the email is unknown, so a wrong email takes as long as a wrong password.
-_DUMMY_HASH = passwords.hash_password(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,14 +24,21 @@ class SignedIn:
 
 
 async def sign_in(svc: Services, email: str, password: str) -> SignedIn:
-    """A new session; one generic :class:`Unauthorized` for every wrong credential."""
-    async with transaction(svc.pool) as conn:
+    """A new session; one generic :class:`Unauthorized` for every wrong credential.
+
+    The password is checked with no database connection held: hashing is slow.
+    """
+    async with svc.pool.acquire() as conn:
         row = await agents.by_email(conn, email.strip())
-        valid = passwords.verify_password(row["password_hash"] if row else _DUMMY_HASH, password)
-        if row is None or not valid or not row["active"]:
+    valid = await passwords.verify_password(row["password_hash"] if row else None, password)
+    if row is None or not valid or not row["active"]:
+        raise Unauthorized("Wrong email or password.")
+    token, csrf = tokens.new_token(), tokens.new_token()
+    expires_at = datetime.now(UTC) + SESSION_LIFETIME
+    async with transaction(svc.pool) as conn:
+        # Deactivated while the password was being checked? Then no session.
+        if not await agents.is_active(conn, row["id"]):
             raise Unauthorized("Wrong email or password.")
-        token, csrf = tokens.new_token(), tokens.new_token()
-        expires_at = datetime.now(UTC) + SESSION_LIFETIME
         await sessions.insert(conn, token_hash=tokens.token_hash(token), agent_id=row["id"],
                               csrf_token=csrf, expires_at=expires_at)
     agent = Agent(id=row["id"], name=row["name"], email=row["email"], role=row["role"])
@@ -42,5 +46,8 @@ async def sign_in(svc: Services, email: str, password: str) -> SignedIn:
 
 
 async def sign_out(svc: Services, token: str) -> None:
+    """End the session, and with it the streams of the pages it has open."""
+    token_hash = tokens.token_hash(token)
     async with transaction(svc.pool) as conn:
-        await sessions.delete(conn, tokens.token_hash(token))
+        await sessions.delete(conn, token_hash)
+    await events.publish_reload(svc.broker, events.session_topic(token_hash))

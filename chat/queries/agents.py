@@ -41,6 +41,18 @@ async def by_id(conn: Connection, agent_id: int) -> Record | None:
     return row
 
 
+async def is_active(conn: Connection, agent_id: int) -> bool:
+    active: bool | None = await conn.fetchval("SELECT active FROM agents WHERE id = $1",
+                                              agent_id)
+    return active is True
+
+
+async def password_hash(conn: Connection, agent_id: int) -> str | None:
+    found: str | None = await conn.fetchval(
+        "SELECT password_hash FROM agents WHERE id = $1", agent_id)
+    return found
+
+
 async def all_agents(conn: Connection) -> list[Record]:
     return list(await conn.fetch(
         "SELECT id, email, name, role, active, created_at FROM agents ORDER BY active DESC, name"

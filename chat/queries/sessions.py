@@ -36,5 +36,12 @@ async def delete(conn: Connection, token_hash: bytes) -> None:
     await conn.execute("DELETE FROM agent_sessions WHERE token_hash = $1", token_hash)
 
 
-async def delete_for_agent(conn: Connection, agent_id: int) -> None:
-    await conn.execute("DELETE FROM agent_sessions WHERE agent_id = $1", agent_id)
+async def delete_for_agent(conn: Connection, agent_id: int,
+                           keep: bytes | None = None) -> list[bytes]:
+    """End every session of the agent but ``keep``; the token hashes of those ended."""
+    rows = await conn.fetch(
+        "DELETE FROM agent_sessions WHERE agent_id = $1 AND token_hash IS DISTINCT FROM $2 "
+        "RETURNING token_hash",
+        agent_id, keep,
+    )
+    return [row["token_hash"] for row in rows]

@@ -10,6 +10,10 @@ from asyncpg import Record
 from chat.db import Connection
 from chat.queries import sites
 
+# The fingerprint of the site's current identity secret (see chat.sites.fingerprint);
+# NULL while verification is off.
+SECRET_FINGERPRINT = "left(encode(sha256(convert_to(s.identity_secret, 'UTF8')), 'hex'), 16)"
+
 
 async def insert(
     conn: Connection,
@@ -19,26 +23,30 @@ async def insert(
     name: str | None,
     email: str | None,
     verified_email: str | None,
+    verified_by: str | None,
     details: Mapping[str, Any],
 ) -> int:
     visitor_id: int = await conn.fetchval(
-        "INSERT INTO visitors (site_id, token_hash, name, email, verified_email, details) "
-        "VALUES ($1, $2, $3, $4, $5, $6::jsonb) RETURNING id",
-        site_id, token_hash, name, email, verified_email, dict(details),
+        "INSERT INTO visitors (site_id, token_hash, name, email, verified_email, verified_by, "
+        "details) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING id",
+        site_id, token_hash, name, email, verified_email, verified_by, dict(details),
     )
     return visitor_id
 
 
 async def update_contact(
     conn: Connection, visitor_id: int, *, name: str | None, email: str | None,
-    verified_email: str | None,
+    verified_email: str | None, verified_by: str | None,
 ) -> None:
     """Fill in name and email when given; never erase what the visitor said before, nor
-    a proof of identity (it stops counting once the email differs from it)."""
+    a proof of identity (it stops counting once the email differs from it, or the secret
+    that proved it is rotated)."""
     await conn.execute(
         "UPDATE visitors SET name = coalesce($2, name), email = coalesce($3, email), "
-        "verified_email = coalesce($4, verified_email), last_seen_at = now() WHERE id = $1",
-        visitor_id, name, email, verified_email,
+        "verified_email = coalesce($4, verified_email), "
+        "verified_by = CASE WHEN $4::text IS NULL THEN verified_by ELSE $5 END, "
+        "last_seen_at = now() WHERE id = $1",
+        visitor_id, name, email, verified_email, verified_by,
     )
 
 
@@ -63,8 +71,10 @@ async def access(
 async def profile(conn: Connection, visitor_id: int) -> Record | None:
     """What the agent's visitor panel shows."""
     row: Record | None = await conn.fetchrow(
-        "SELECT id, name, email, lower(email) = lower(verified_email) AS verified, details, "
-        "created_at, last_seen_at FROM visitors WHERE id = $1",
+        "SELECT v.id, v.name, v.email, v.details, v.created_at, v.last_seen_at, "
+        "       lower(v.email) = lower(v.verified_email) "
+        f"      AND v.verified_by = {SECRET_FINGERPRINT} AS verified "
+        "  FROM visitors v JOIN sites s ON s.id = v.site_id WHERE v.id = $1",
         visitor_id,
     )
     return row

@@ -12,14 +12,14 @@ from starlette.routing import Route
 from chat.actions import agents as agent_actions
 from chat.actions import canned as canned_actions
 from chat.actions.sites import create_site, set_identity_verification, update_site
-from chat.errors import ChatError, Invalid, NotFound
+from chat.errors import ChatError, Invalid
 from chat.models import Agent
 from chat.queries import agents, canned, sites
 from chat.services import services
 from chat.sites import Site, SiteSettings, embed_snippet
 from chat.templating import templates
 from chat.web.auth import require_admin
-from chat.web.http import fields, wants_html
+from chat.web.http import Fields, wants_html
 
 
 def _base_url(request: Request) -> str:
@@ -41,7 +41,7 @@ async def _render(request: Request, page: str, context: dict[str, Any],
     return templates.TemplateResponse(request, page, context, status_code=status_code)
 
 
-Change = Callable[[Request, Agent, dict[str, Any]], Awaitable[object]]
+Change = Callable[[Request, Agent, Fields], Awaitable[object]]
 
 
 def page(template: str) -> Callable[[Request], Awaitable[Response]]:
@@ -60,7 +60,7 @@ def form(template: str, path: str, change: Change) -> Callable[[Request], Awaita
     API callers get JSON."""
 
     async def post(request: Request) -> Response:
-        data = await fields(request)
+        data = await Fields.of_body(request)
         actor = await require_admin(request, data)
         try:
             await change(request, actor, data)
@@ -75,60 +75,59 @@ def form(template: str, path: str, change: Change) -> Callable[[Request], Awaita
     return post
 
 
-def _text(data: dict[str, Any], name: str, default: str = "") -> str:
-    value = data.get(name, default)
-    return value if isinstance(value, str) else default
-
-
-async def save_site(request: Request, actor: Agent, data: dict[str, Any]) -> None:
-    settings = {name: data.get(name) for name in SiteSettings.__slots__ if name in data}
-    settings["offline"] = data.get("offline") == "on"
+async def save_site(request: Request, actor: Agent, data: Fields) -> None:
+    settings: dict[str, object] = {
+        name: data.text(name) for name in SiteSettings.__slots__ if name in data
+    }
+    settings["offline"] = data.flag("offline")  # an unchecked box sends nothing
     async with services(request).pool.acquire() as conn:
-        await update_site(conn, request.path_params["site_id"], name=_text(data, "name"),
-                          origins=_text(data, "origins"), settings=settings)
+        await update_site(conn, request.path_params["site_id"], name=data.text("name"),
+                          origins=data.text("origins"), settings=settings)
 
 
-async def identity_verification(request: Request, actor: Agent, data: dict[str, Any]) -> None:
+async def identity_verification(request: Request, actor: Agent, data: Fields) -> None:
     """``action=on`` makes a new secret (turning verification on, or rotating); ``off``."""
-    action = _text(data, "action")
+    action = data.text("action")
     if action not in ("on", "off"):
         raise Invalid("Choose on or off.", "action")
     async with services(request).pool.acquire() as conn:
         await set_identity_verification(conn, request.path_params["site_id"], action == "on")
 
 
-async def add_site(request: Request, actor: Agent, data: dict[str, Any]) -> None:
+async def add_site(request: Request, actor: Agent, data: Fields) -> None:
     async with services(request).pool.acquire() as conn:
-        await create_site(conn, _text(data, "name"),
-                          _text(data, "origins").replace(",", "\n").split())
+        await create_site(conn, data.text("name"),
+                          data.text("origins").replace(",", "\n").split())
 
 
-async def add_agent(request: Request, actor: Agent, data: dict[str, Any]) -> None:
-    async with services(request).pool.acquire() as conn:
-        await agent_actions.create_agent(
-            conn, email=_text(data, "email"), name=_text(data, "name"),
-            password=_text(data, "password"), role=_text(data, "role", "agent"),
-        )
+async def add_agent(request: Request, actor: Agent, data: Fields) -> None:
+    await agent_actions.add_agent(
+        services(request), email=data.text("email"), name=data.text("name"),
+        password=data.text("password"), role=data.text("role", default="agent"),
+    )
 
 
-async def change_agent(request: Request, actor: Agent, data: dict[str, Any]) -> None:
-    svc, agent_id = services(request), request.path_params["agent_id"]
-    match request.path_params["action"]:
-        case "deactivate":
-            await agent_actions.set_active(svc, actor, agent_id, False)
-        case "reactivate":
-            await agent_actions.set_active(svc, actor, agent_id, True)
-        case "role":
-            await agent_actions.set_role(svc, agent_id, _text(data, "role"))
-        case _:
-            raise NotFound("No such change.")
+async def deactivate(request: Request, actor: Agent, data: Fields) -> None:
+    await agent_actions.set_active(services(request), actor, request.path_params["agent_id"],
+                                   False)
 
 
-async def add_canned(request: Request, actor: Agent, data: dict[str, Any]) -> None:
-    await canned_actions.create(services(request), actor, data.get("shortcut"), data.get("body"))
+async def reactivate(request: Request, actor: Agent, data: Fields) -> None:
+    await agent_actions.set_active(services(request), actor, request.path_params["agent_id"],
+                                   True)
 
 
-async def delete_canned(request: Request, actor: Agent, data: dict[str, Any]) -> None:
+async def change_role(request: Request, actor: Agent, data: Fields) -> None:
+    await agent_actions.set_role(services(request), request.path_params["agent_id"],
+                                 data.text("role"))
+
+
+async def add_canned(request: Request, actor: Agent, data: Fields) -> None:
+    await canned_actions.create(services(request), actor, data.text("shortcut"),
+                                data.text("body"))
+
+
+async def delete_canned(request: Request, actor: Agent, data: Fields) -> None:
     await canned_actions.delete(services(request), request.path_params["response_id"])
 
 
@@ -136,16 +135,19 @@ SITES, TEAM, CANNED = "pages/settings.html", "pages/agents.html", "pages/canned.
 routes = [
     Route("/settings", page(SITES), methods=["GET"]),
     Route("/settings/sites", form(SITES, "/settings", add_site), methods=["POST"]),
-    Route("/settings/sites/{site_id:int}", form(SITES, "/settings", save_site),
+    Route("/settings/sites/{site_id:id}", form(SITES, "/settings", save_site),
           methods=["POST"]),
-    Route("/settings/sites/{site_id:int}/identity",
+    Route("/settings/sites/{site_id:id}/identity",
           form(SITES, "/settings", identity_verification), methods=["POST"]),
     Route("/agents", page(TEAM), methods=["GET"]),
     Route("/agents", form(TEAM, "/agents", add_agent), methods=["POST"]),
-    Route("/agents/{agent_id:int}/{action}", form(TEAM, "/agents", change_agent),
+    Route("/agents/{agent_id:id}/deactivate", form(TEAM, "/agents", deactivate),
           methods=["POST"]),
+    Route("/agents/{agent_id:id}/reactivate", form(TEAM, "/agents", reactivate),
+          methods=["POST"]),
+    Route("/agents/{agent_id:id}/role", form(TEAM, "/agents", change_role), methods=["POST"]),
     Route("/canned", page(CANNED), methods=["GET"]),
     Route("/canned", form(CANNED, "/canned", add_canned), methods=["POST"]),
-    Route("/canned/{response_id:int}/delete", form(CANNED, "/canned", delete_canned),
+    Route("/canned/{response_id:id}/delete", form(CANNED, "/canned", delete_canned),
           methods=["POST"]),
 ]

@@ -3,14 +3,13 @@ session check (with CSRF) that every dashboard route makes."""
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from chat import ratelimit, tokens
+from chat import passwords, ratelimit, tokens, validation
 from chat.actions import agents as agent_actions
 from chat.actions import sessions as session_actions
 from chat.actions.sessions import SignedIn
@@ -19,7 +18,8 @@ from chat.models import Agent
 from chat.queries import agents, sessions
 from chat.services import services
 from chat.templating import templates
-from chat.web.http import error_response, fields, wants_html
+from chat.web.http import Fields, client_address, error_response, wants_html
+from chat.web.security import from_this_site
 
 SESSION_COOKIE = "chat_session"
 CSRF_HEADER = "x-csrf-token"
@@ -43,7 +43,7 @@ async def session_agent(conn: HTTPConnection) -> tuple[Agent, str] | None:
     return agent, row["csrf_token"]
 
 
-async def require_agent(request: Request, form: dict[str, Any] | None = None) -> Agent:
+async def require_agent(request: Request, form: Fields | None = None) -> Agent:
     """The signed-in agent; unsafe methods must also echo the session's CSRF token.
 
     The token is kept on ``request.state.csrf`` for pages to embed.
@@ -53,14 +53,14 @@ async def require_agent(request: Request, form: dict[str, Any] | None = None) ->
         raise SignInRequired("Sign in to continue.")
     agent, csrf = found
     if request.method not in SAFE_METHODS:
-        sent = request.headers.get(CSRF_HEADER) or (form or {}).get("csrf_token")
-        if not isinstance(sent, str) or not tokens.same(sent, csrf):
+        sent = request.headers.get(CSRF_HEADER) or (form.text("csrf_token") if form else "")
+        if not tokens.same(sent, csrf):
             raise Forbidden("The form expired or came from another site; reload and try again.")
     request.state.agent, request.state.csrf = agent, csrf
     return agent
 
 
-async def require_admin(request: Request, form: dict[str, Any] | None = None) -> Agent:
+async def require_admin(request: Request, form: Fields | None = None) -> Agent:
     agent = await require_agent(request, form)
     if not agent.is_admin:
         raise Forbidden("Only admins can do this.")
@@ -112,36 +112,52 @@ async def login_page(request: Request) -> Response:
     })
 
 
+def _refuse_cross_site(request: Request) -> None:
+    """Login CSRF: a form on another site must not sign this browser in (to the
+    attacker's account, to read what the victim then types)."""
+    if not from_this_site(request.headers, services(request).settings.public_url):
+        raise Forbidden("Signing in from another site is not allowed; open the sign-in "
+                        "page of the chat itself.")
+
+
 async def login(request: Request) -> Response:
-    data = await fields(request)
-    email, password = data.get("email"), data.get("password")
-    next_path = _local(data.get("next") if isinstance(data.get("next"), str) else None)
-    svc = services(request)
-    client = request.client.host if request.client else "unknown"
+    _refuse_cross_site(request)
+    data = await Fields.of_body(request)
+    next_path = _local(data.text("next", max_length=2000))
+    email = ""
     try:
-        if not isinstance(email, str) or not isinstance(password, str):
-            raise Unauthorized("Wrong email or password.")
-        key = ("signin", client, email.strip().lower())
-        await svc.limiter.check(ratelimit.SIGN_INS, *key)
-        try:
-            signed_in = await session_actions.sign_in(svc, email, password)
-        except Unauthorized:
-            await svc.limiter.hit(ratelimit.SIGN_INS, *key)  # only failures count
-            raise
+        email = data.text("email", max_length=validation.MAX_EMAIL_LENGTH)
+        password = data.text("password", max_length=passwords.MAX_LENGTH)
+        signed_in = await _sign_in(request, email, password)
     except ChatError as exc:
         if not wants_html(request):
             raise
         return templates.TemplateResponse(
-            request, "pages/login.html",
-            {"error": str(exc), "email": email if isinstance(email, str) else "",
-             "next": next_path},
+            request, "pages/login.html", {"error": str(exc), "email": email, "next": next_path},
             status_code=exc.status_code,
         )
     return _signed_in(request, signed_in, next_path)
 
 
+async def _sign_in(request: Request, email: str, password: str) -> SignedIn:
+    """Sign in, throttling failures per address (so changing the email each time does not
+    help) and per address and email (so one account is not guessed at)."""
+    svc = services(request)
+    client = client_address(request)
+    per_address = ("signin", client)
+    per_account = ("signin", client, email.strip().lower())
+    await svc.limiter.check(ratelimit.SIGN_INS_PER_ADDRESS, *per_address)
+    await svc.limiter.check(ratelimit.SIGN_INS, *per_account)
+    try:
+        return await session_actions.sign_in(svc, email, password)
+    except Unauthorized:
+        await svc.limiter.hit(ratelimit.SIGN_INS_PER_ADDRESS, *per_address)  # failures count
+        await svc.limiter.hit(ratelimit.SIGN_INS, *per_account)
+        raise
+
+
 async def logout(request: Request) -> Response:
-    await require_agent(request, await fields(request))
+    await require_agent(request, await Fields.of_body(request))
     await session_actions.sign_out(services(request), request.cookies.get(SESSION_COOKIE, ""))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
@@ -156,20 +172,21 @@ async def setup_page(request: Request) -> Response:
 
 async def setup(request: Request) -> Response:
     """Create the first admin, once, then sign them in."""
-    data = await fields(request)
+    _refuse_cross_site(request)
+    data = await Fields.of_body(request)
     svc = services(request)
+    shown = {"email": "", "name": ""}
     try:
-        await agent_actions.create_first_admin(
-            svc, email=str(data.get("email", "")), name=str(data.get("name", "")),
-            password=str(data.get("password", "")),
-        )
+        shown = {"email": data.text("email"), "name": data.text("name")}
+        password = data.text("password")
+        await agent_actions.create_first_admin(svc, password=password, **shown)
     except ChatError as exc:
         if not wants_html(request) or exc.status_code == 404:
             raise
         return templates.TemplateResponse(request, "pages/setup.html",
-                                          {"error": str(exc), "data": data},
+                                          {"error": str(exc), "data": shown},
                                           status_code=exc.status_code)
-    signed_in = await session_actions.sign_in(svc, str(data["email"]), str(data["password"]))
+    signed_in = await session_actions.sign_in(svc, shown["email"], password)
     return _signed_in(request, signed_in, "/inbox")
 
 
@@ -180,17 +197,18 @@ async def profile_page(request: Request) -> Response:
 
 
 async def profile(request: Request) -> Response:
-    data = await fields(request)
+    data = await Fields.of_body(request)
     agent = await require_agent(request, data)
     svc = services(request)
     notice, error = None, None
     try:
         if "new_password" in data:
-            await agent_actions.change_password(svc, agent, str(data.get("current_password", "")),
-                                                str(data.get("new_password", "")))
+            await agent_actions.change_password(
+                svc, agent, data.text("current_password"), data.text("new_password"),
+                tokens.token_hash(request.cookies.get(SESSION_COOKIE, "")))
             notice = "Your password is changed."
         else:
-            row = await agent_actions.rename(svc, agent, str(data.get("name", "")))
+            row = await agent_actions.rename(svc, agent, data.text("name"))
             agent = Agent(id=agent.id, name=row["name"], email=agent.email, role=agent.role)
             notice = "Saved."
     except ChatError as exc:

@@ -9,15 +9,17 @@ from __future__ import annotations
 import time
 
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chat.errors import Invalid
 from chat.queries import sites as site_queries
 from chat.services import Services
 from chat.sites import Site, normalize_origin
+from chat.web.security import from_this_site
 
 ALLOWED_HEADERS = "Content-Type, X-Visitor-Token, HX-Request, Last-Event-ID"
+REFUSED = "This origin may not use this site's chat; add it to the site's allowed origins."
 CACHE_SECONDS = 30.0
 
 
@@ -37,11 +39,15 @@ class WidgetCors:
             return
         site = await self._site(scope, scope["path"].split("/")[2])
         allowed = site is not None and _is_origin(origin) and site.allows(origin)
-        preflight = "access-control-request-method" in Headers(scope=scope)
-        if scope["method"] == "OPTIONS" and preflight:
+        headers = Headers(scope=scope)
+        if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
             await self._preflight(allowed, origin)(scope, receive, send)
             return
         if not allowed:
+            if scope["method"] == "POST" and not from_this_site(headers, self._public_url(scope)):
+                # A page on another origin may not write, even where it cannot read.
+                await _refused(scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
 
@@ -56,9 +62,14 @@ class WidgetCors:
         await self.app(scope, receive, send_with_cors)
 
     @staticmethod
+    def _public_url(scope: Scope) -> str | None:
+        svc: Services = scope["app"].state.services
+        return svc.settings.public_url
+
+    @staticmethod
     def _preflight(allowed: bool, origin: str) -> Response:
         if not allowed:
-            return Response("This origin may not call this site's chat.", status_code=403)
+            return Response(REFUSED, status_code=403)
         return Response(status_code=204, headers={
             "Access-Control-Allow-Origin": origin,
             "Access-Control-Allow-Methods": "GET, POST",
@@ -81,6 +92,10 @@ class WidgetCors:
             self._sites.clear()
         self._sites[public_key] = (now + CACHE_SECONDS, site)
         return site
+
+
+async def _refused(scope: Scope, receive: Receive, send: Send) -> None:
+    await JSONResponse({"error": REFUSED}, status_code=403)(scope, receive, send)
 
 
 def _is_origin(value: str) -> bool:

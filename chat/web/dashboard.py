@@ -3,7 +3,7 @@ one stream per dashboard page that keeps all of it live."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -20,13 +20,14 @@ from chat.events import agent_topic, site_topic
 from chat.frames import Audience
 from chat.models import Agent, ConversationState
 from chat.queries import agents, canned, conversations, messages, sites, visitors
-from chat.services import services
+from chat.services import Services, services
 from chat.templating import render, templates
 from chat.web.auth import require_agent
-from chat.web.http import fields, int_param, wants_html
+from chat.web.http import MAX_COUNT, Fields, int_param, wants_html
 from chat.web.streaming import sse_response
 
 INBOX_SIZE = 500
+MAX_QUERY_LENGTH = 200
 HISTORY_PAGE = 50
 Tab = Literal["waiting", "mine", "open", "closed"]
 TABS: dict[Tab, str] = {"waiting": "Waiting", "mine": "Mine", "open": "All open",
@@ -57,7 +58,8 @@ async def conversation_page(request: Request) -> Response:
 
 
 async def _page(request: Request, agent: Agent, conversation_id: int | None) -> Response:
-    tab, query = _tab(request), request.query_params.get("q", "").strip()[:200]
+    tab = _tab(request)
+    query = Fields.of_query(request).text("q", max_length=MAX_QUERY_LENGTH).strip()
     svc, opened = services(request), None
     if conversation_id is not None:
         async with svc.pool.acquire() as conn:
@@ -99,20 +101,20 @@ async def older(request: Request) -> Response:
 
 
 async def mark_read(request: Request) -> Response:
-    data = await fields(request)
+    data = await Fields.of_body(request)
     agent = await require_agent(request, data)
-    count = int_param(str(data.get("count", "")), "count") or 0
+    count = data.number("count", maximum=MAX_COUNT) or 0
     await actions.mark_read(services(request), agent, request.path_params["conversation_id"],
                             count)
     return Response(status_code=204)
 
 
 async def reply(request: Request) -> Response:
-    data = await fields(request)
+    data = await Fields.of_body(request)
     agent = await require_agent(request, data)
     sent = await actions.send(
-        services(request), request.path_params["conversation_id"], body=data.get("body"),
-        client_id=data.get("client_id"), agent=agent, note=_truthy(data.get("note")),
+        services(request), request.path_params["conversation_id"], body=data.text("body"),
+        client_id=data.optional_text("client_id"), agent=agent, note=data.flag("note"),
     )
     status = 201 if sent.created else 200
     if wants_html(request):
@@ -122,32 +124,30 @@ async def reply(request: Request) -> Response:
                          "message": sent.entry.to_json()}, status_code=status)
 
 
-def _truthy(value: object) -> bool:
-    return value in (True, "1", "true", "on", "yes")
+StatusChange = Callable[[Services, int, Agent, Fields], Awaitable[ConversationState]]
 
 
-async def change_status(request: Request) -> Response:
-    """Claim, close, reopen or assign. A stale change (someone else was first) answers
-    409 with the conversation as it is now, never an error page."""
-    data = await fields(request)
-    agent = await require_agent(request, data)
-    svc, conversation_id = services(request), request.path_params["conversation_id"]
-    try:
-        match request.path_params["action"]:
-            case "claim":
-                state = await actions.claim(svc, conversation_id, agent)
-            case "close":
-                state = await actions.close(svc, conversation_id, agent)
-            case "reopen":
-                state = await actions.reopen(svc, conversation_id, agent)
-            case "assign":
-                assignee = int_param(str(data.get("assignee_id", "")), "assignee_id")
-                state = await actions.assign(svc, conversation_id, agent, assignee or agent.id)
-            case _:
-                raise NotFound("No such action.")
-    except StaleState as stale:
-        return _state_response(request, stale.conversation, 409, str(stale))
-    return _state_response(request, state, 200, None)
+def status_change(change: StatusChange) -> Callable[[Request], Awaitable[Response]]:
+    """A route for claim, close, reopen or assign. A stale change (someone else was first)
+    answers 409 with the conversation as it is now, never an error page."""
+
+    async def endpoint(request: Request) -> Response:
+        data = await Fields.of_body(request)
+        agent = await require_agent(request, data)
+        try:
+            state = await change(services(request), request.path_params["conversation_id"],
+                                 agent, data)
+        except StaleState as stale:
+            return _state_response(request, stale.conversation, 409, str(stale))
+        return _state_response(request, state, 200, None)
+
+    return endpoint
+
+
+async def _assign(svc: Services, conversation_id: int, agent: Agent,
+                  data: Fields) -> ConversationState:
+    assignee = data.number("assignee_id") or agent.id
+    return await actions.assign(svc, conversation_id, agent, assignee)
 
 
 def _state_response(request: Request, state: ConversationState, status: int,
@@ -227,9 +227,17 @@ routes = [
     Route("/", home, methods=["GET"]),
     Route("/inbox", inbox_page, methods=["GET"]),
     Route("/stream", stream, methods=["GET"]),
-    Route("/conversations/{conversation_id:int}", conversation_page, methods=["GET"]),
-    Route("/conversations/{conversation_id:int}/older", older, methods=["GET"]),
-    Route("/conversations/{conversation_id:int}/read", mark_read, methods=["POST"]),
-    Route("/conversations/{conversation_id:int}/messages", reply, methods=["POST"]),
-    Route("/conversations/{conversation_id:int}/{action}", change_status, methods=["POST"]),
+    Route("/conversations/{conversation_id:id}", conversation_page, methods=["GET"]),
+    Route("/conversations/{conversation_id:id}/older", older, methods=["GET"]),
+    Route("/conversations/{conversation_id:id}/read", mark_read, methods=["POST"]),
+    Route("/conversations/{conversation_id:id}/messages", reply, methods=["POST"]),
+    Route("/conversations/{conversation_id:id}/claim",
+          status_change(lambda svc, c, agent, _: actions.claim(svc, c, agent)), methods=["POST"]),
+    Route("/conversations/{conversation_id:id}/close",
+          status_change(lambda svc, c, agent, _: actions.close(svc, c, agent)), methods=["POST"]),
+    Route("/conversations/{conversation_id:id}/reopen",
+          status_change(lambda svc, c, agent, _: actions.reopen(svc, c, agent)),
+          methods=["POST"]),
+    Route("/conversations/{conversation_id:id}/assign", status_change(_assign),
+          methods=["POST"]),
 ]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -18,6 +21,13 @@ from chat.templating import render
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+BODY_TIMEOUT_SECONDS = 30.0
+
+
+def client_address(conn: HTTPConnection) -> str:
+    """The client's IP address, which throttles and stream caps key on. Behind a proxy
+    listed in ``FORWARDED_ALLOW_IPS``, uvicorn has already put the forwarded one here."""
+    return conn.client.host if conn.client else "unknown"
 
 
 def wants_html(request: Request) -> bool:
@@ -28,27 +38,126 @@ def wants_html(request: Request) -> bool:
     return "text/html" in accept and "application/json" not in accept
 
 
-async def fields(request: Request) -> dict[str, Any]:
-    """The request's fields, from a JSON object or a form."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("application/json"):
-        try:
-            data = json.loads(await request.body() or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            raise Invalid("The body is not valid JSON.") from None
-        if not isinstance(data, dict):
-            raise Invalid("The body must be a JSON object.")
-        return data
-    form = await request.form()
-    return {key: value for key, value in form.items() if isinstance(value, str)}
+# PostgreSQL's bigint and integer: a larger id can name nothing, a larger count is a mistake.
+MAX_ID = 2**63 - 1
+MAX_COUNT = 2**31 - 1
+DIGITS = re.compile(r"[0-9]{1,19}")
+TRUTHY = frozenset({"1", "true", "on", "yes"})
+
+
+class IdConvertor(Convertor[int]):
+    """``{name:id}`` in a route: a positive bigint. Longer numbers don't match (a 404), where
+    Starlette's ``int`` would hand PostgreSQL a value it refuses."""
+
+    regex = "[0-9]{1,18}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("id", IdConvertor())
+
+
+def checked_text(value: str, name: str, max_length: int) -> str:
+    """``value`` if PostgreSQL can store it and it fits; :class:`Invalid` naming ``name``."""
+    if len(value) > max_length:
+        raise Invalid(f"{name} can be at most {max_length:,} characters.", name)
+    if "\x00" in value:
+        raise Invalid(f"{name} contains a NUL character.", name)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which JSON's \ud800 escapes can make
+        raise Invalid(f"{name} is not valid Unicode text.", name) from None
+    return value
+
+
+def whole_number(value: object, name: str, maximum: int = MAX_ID) -> int:
+    """A non-negative integer from JSON or text (ASCII digits only: ``int("²")`` fails)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and DIGITS.fullmatch(value):
+        number = int(value)
+    else:
+        raise Invalid(f"{name} must be a whole number.", name)
+    if not 0 <= number <= maximum:
+        raise Invalid(f"{name} must be between 0 and {maximum:,}.", name)
+    return number
+
+
+class Fields:
+    """A request's input (form, JSON object or query string), read one typed field at a time.
+
+    Every route reads through this, so no handler or action sees a value it did not ask
+    for by type: text that PostgreSQL can store and that fits, numbers that fit its columns.
+    """
+
+    def __init__(self, values: Mapping[str, object]) -> None:
+        self._values = values
+
+    @classmethod
+    async def of_body(cls, request: Request) -> Fields:
+        """The fields of a JSON object or a form body."""
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("application/json"):
+            return cls(_json_object(await request.body()))
+        form = await request.form()
+        return cls({key: value for key, value in form.multi_items() if isinstance(value, str)})
+
+    @classmethod
+    def of_query(cls, request: Request) -> Fields:
+        return cls(request.query_params)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._values
+
+    def text(self, name: str, *, max_length: int = MAX_BODY_BYTES, default: str = "") -> str:
+        """The field as text, ``default`` when absent."""
+        value = self._values.get(name)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise Invalid(f"{name} must be text.", name)
+        return checked_text(value, name, max_length)
+
+    def optional_text(self, name: str, *, max_length: int = MAX_BODY_BYTES) -> str | None:
+        """The field as text, None when absent or empty."""
+        return self.text(name, max_length=max_length) or None
+
+    def number(self, name: str, *, maximum: int = MAX_ID) -> int | None:
+        """The field as a whole number, None when absent or empty."""
+        value = self._values.get(name)
+        if value is None or value == "":
+            return None
+        return whole_number(value, name, maximum)
+
+    def flag(self, name: str) -> bool:
+        """Checked boxes and switches: ``1``, ``true``, ``on`` or ``yes``, or JSON true."""
+        value = self._values.get(name)
+        if isinstance(value, bool):
+            return value
+        return isinstance(value, str) and value.strip().lower() in TRUTHY
+
+
+def _json_object(body: bytes) -> dict[str, object]:
+    try:
+        data = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise Invalid("The body is not valid JSON.") from None
+    except RecursionError:
+        raise Invalid("The body is nested too deeply; send a flat JSON object.") from None
+    if not isinstance(data, dict):
+        raise Invalid("The body must be a JSON object.")
+    return data
 
 
 def int_param(value: str | None, name: str) -> int | None:
+    """A query parameter as a whole number that fits a bigint; None when absent or empty."""
     if value is None or value == "":
         return None
-    if not value.isdigit() or len(value) > 18:
-        raise Invalid(f"{name} must be a positive whole number.", name)
-    return int(value)
+    return whole_number(checked_text(value, name, 20), name)
 
 
 def error_response(request: Request, status: int, message: str,
@@ -82,14 +191,17 @@ EXCEPTION_HANDLERS = {ChatError: handle_chat_error, HTTPException: handle_http_e
 
 
 class BodySizeLimit:
-    """Refuse request bodies over a limit with 413, before a handler buffers them.
+    """Refuse request bodies over a limit with 413, before a handler buffers them, and
+    bodies that take too long to arrive with 408 (a slow sender holds a request open).
 
     Pure ASGI (not BaseHTTPMiddleware), so streaming responses pass through untouched.
     """
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES,
+                 timeout: float = BODY_TIMEOUT_SECONDS) -> None:
         self.app = app
         self.limit = limit
+        self.timeout = timeout
         self.message = f"The request body is over {limit // 1024} KiB."
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -101,13 +213,22 @@ class BodySizeLimit:
             await self._refuse(scope, send)
             return
         received = 0
+        complete = False
+        deadline = asyncio.get_running_loop().time() + self.timeout
 
         async def limited() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # the body is in; what follows is the wait for a disconnect
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise HTTPException(408, "The request body took too long to arrive.") from None
             received += len(message.get("body", b""))
             if received > self.limit:
                 raise HTTPException(413, self.message)
+            complete = not message.get("more_body", False)
             return message
 
         await self.app(scope, limited, send)

@@ -30,15 +30,17 @@ from chat.models import ConversationState
 from chat.queries import conversations, messages, visitors
 from chat.resources import resource_dir
 from chat.services import services
-from chat.sites import Site, normalize_origin
+from chat.sites import Site, fingerprint, normalize_origin
 from chat.templating import render, templates
-from chat.web.http import fields, int_param, wants_html
+from chat.web.http import Fields, client_address, int_param, wants_html
+from chat.web.security import content_security_policy
 from chat.web.streaming import sse_response
 
 logger = logging.getLogger(__name__)
 
 TOKEN_HEADER = "x-visitor-token"
 PAGE_SIZE = 30
+MAX_PAGE_LENGTH = 2000  # a page address or User-Agent kept for the visitor panel
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,16 +105,9 @@ async def frame(request: Request) -> Response:
     response = templates.TemplateResponse(request, "pages/widget.html", {
         "site": site, "settings": site.settings, "origin": origin,
     })
-    response.headers["Content-Security-Policy"] = (
-        f"frame-ancestors {site.frame_ancestors}; default-src 'self'; "
-        f"script-src 'self' {_origin_of(svc.settings.htmx_url)}; style-src 'self' 'unsafe-inline'; "
-        "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'"
-    )
+    response.headers["Content-Security-Policy"] = content_security_policy(
+        site.frame_ancestors, svc.settings.htmx_url)
     return response
-
-
-def _origin_of(url: str) -> str:
-    return normalize_origin(url) if url.startswith("http") else ""
 
 
 async def current(request: Request) -> Response:
@@ -190,23 +185,24 @@ def _message_json(sent: Sent) -> dict[str, Any]:
 async def start_conversation(request: Request) -> Response:
     access = await authorize(request)
     svc = services(request)
-    data = await fields(request)
-    contact = Contact.clean(data.get("name"), data.get("email"), {
-        "page": data.get("page") if isinstance(data.get("page"), str) else None,
-        "user_agent": request.headers.get("user-agent"),
+    data = await Fields.of_body(request)
+    contact = Contact.clean(data.optional_text("name"), data.optional_text("email"), {
+        "page": data.optional_text("page", max_length=MAX_PAGE_LENGTH),
+        "user_agent": _user_agent(request),
     })
     site = access.site
-    contact = _verify(site, contact, data.get("identity_hash"))
+    contact = _verify(site, contact, data.text("identity_hash"))
     _require_prechat(site, contact)
-    actions.clean_body(data.get("body"))  # refuse bad input before it counts as an attempt
-    client = request.client.host if request.client else "unknown"
+    text = actions.clean_body(data.text("body"))  # bad input never counts as an attempt
+    client_id = actions.clean_client_id(data.optional_text("client_id"))
+    client = client_address(request)
     await svc.limiter.hit(ratelimit.CONVERSATIONS_PER_IP, "ip", client)
     if access.visitor_id is not None:
         await svc.limiter.hit(ratelimit.CONVERSATIONS_PER_VISITOR, "visitor",
                               str(access.visitor_id))
     started = await actions.start(
-        svc, site_id=site.id, visitor_id=access.visitor_id, body=data.get("body"),
-        client_id=data.get("client_id"), contact=contact,
+        svc, site_id=site.id, visitor_id=access.visitor_id, body=text, client_id=client_id,
+        contact=contact,
     )
     if wants_html(request):
         return _conversation_view(access, started.conversation, [started.entry],
@@ -220,16 +216,22 @@ async def start_conversation(request: Request) -> Response:
     return JSONResponse(body, status_code=201 if started.created else 200)
 
 
-def _verify(site: Site, contact: Contact, signature: Any) -> Contact:
+def _user_agent(request: Request) -> str | None:
+    """The browser's User-Agent, shortened, for the agent's visitor panel."""
+    value = "".join(c for c in request.headers.get("user-agent", "") if c.isprintable())
+    return value[:MAX_PAGE_LENGTH] or None
+
+
+def _verify(site: Site, contact: Contact, signature: str) -> Contact:
     """The contact, marked verified when the site's server signed its email.
 
     A wrong signature is the integrator's bug, not the visitor's: they still get to chat,
     unverified, and the log says why.
     """
-    if not contact.email or not isinstance(signature, str) or not signature:
+    if not contact.email or not signature:
         return contact
-    if site.verifies(contact.email, signature):
-        return dataclasses.replace(contact, verified=True)
+    if site.identity_secret and site.verifies(contact.email, signature):
+        return dataclasses.replace(contact, verified_by=fingerprint(site.identity_secret))
     logger.warning("Site %s: an identity hash does not match the visitor's email, so they "
                    "chat unverified. Sign emails with the site's current identity secret "
                    "(Sites page), or turn verification on there.", site.public_key)
@@ -246,10 +248,17 @@ def _require_prechat(site: Site, contact: Contact) -> None:
 
 async def send_message(request: Request) -> Response:
     access = await authorize(request, conversation=True)
-    data = await fields(request)
-    assert access.conversation_id is not None
-    sent = await actions.send(services(request), access.conversation_id, body=data.get("body"),
-                              client_id=data.get("client_id"))
+    data = await Fields.of_body(request)
+    assert access.conversation_id is not None and access.visitor_id is not None
+    svc = services(request)
+    text = actions.clean_body(data.text("body"))  # bad input never counts as an attempt
+    client_id = actions.clean_client_id(data.optional_text("client_id"))
+    client = client_address(request)
+    await svc.limiter.hit(ratelimit.MESSAGES_PER_CONVERSATION, "conversation",
+                          str(access.conversation_id))
+    await svc.limiter.hit(ratelimit.MESSAGES_PER_VISITOR, "visitor", str(access.visitor_id))
+    await svc.limiter.hit(ratelimit.MESSAGES_PER_IP, "ip", client)
+    sent = await actions.send(svc, access.conversation_id, body=text, client_id=client_id)
     return sent_response(request, sent)
 
 
@@ -291,8 +300,8 @@ routes = [
     Route(PREFIX + "/conversation", current, methods=["GET"]),
     Route(PREFIX + "/conversations", past, methods=["GET"]),
     Route(PREFIX + "/conversations", start_conversation, methods=["POST"]),
-    Route(PREFIX + "/conversations/{conversation_id:int}/messages", send_message,
+    Route(PREFIX + "/conversations/{conversation_id:id}/messages", send_message,
           methods=["POST"]),
-    Route(PREFIX + "/conversations/{conversation_id:int}/older", older, methods=["GET"]),
-    Route(PREFIX + "/conversations/{conversation_id:int}/stream", stream, methods=["GET"]),
+    Route(PREFIX + "/conversations/{conversation_id:id}/older", older, methods=["GET"]),
+    Route(PREFIX + "/conversations/{conversation_id:id}/stream", stream, methods=["GET"]),
 ]

@@ -116,7 +116,7 @@ async def test_malformed_requests_get_clear_4xx_answers(
     not_object = await http.post(base, json=[1, 2])
     assert not_object.status_code == 422
     wrong_type = await http.post(base, json={"body": 42})
-    assert wrong_type.json()["error"] == "The message must be text."
+    assert wrong_type.json() == {"error": "body must be text.", "field": "body"}
     bad_email = await http.post(base, json={"body": "hi", "email": "not-an-email"})
     assert (bad_email.status_code, bad_email.json()["field"]) == (422, "email")
     bad_client_id = await http.post(base, json={"body": "hi", "client_id": "has spaces"})

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from tests.clients import Agent, Visitor, new_client_id
 from tests.conftest import Seed
-from tests.support import AppProcess, RedisProcess, run_async
+from tests.support import METRICS_AUTH, AppProcess, RedisProcess, run_async
 
 StartApp = Callable[..., AppProcess]
 
@@ -285,7 +285,7 @@ def _rss(app: AppProcess) -> int:
 
 async def _metric(app: AppProcess, name: str) -> float:
     async with httpx.AsyncClient() as http:
-        text = (await http.get(app.url + "/metrics")).text
+        text = (await http.get(app.url + "/metrics", headers=METRICS_AUTH)).text
     for line in text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[-1])

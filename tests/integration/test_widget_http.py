@@ -80,6 +80,7 @@ def test_cors_lets_the_sites_origins_call_the_api_and_nobody_else(
     assert posted.headers["access-control-allow-origin"] == ALLOWED
     assert posted.headers["access-control-expose-headers"] == "X-Visitor-Token"
     foreign = httpx.post(url, json={"body": "hi"}, headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 403  # a page elsewhere may not write, even unread
     assert "access-control-allow-origin" not in foreign.headers
 
 

@@ -40,7 +40,7 @@ def test_settings_fall_back_to_defaults_and_refuse_bad_values() -> None:
 
 def test_away_mode_requires_an_email() -> None:
     assert SiteSettings.clean(prechat_email="off").email_rule == "off"
-    assert SiteSettings.clean(prechat_email="off", offline="on").email_rule == "required"
+    assert SiteSettings.clean(prechat_email="off", offline=True).email_rule == "required"
 
 
 def test_a_site_with_no_origins_may_be_embedded_anywhere_else_only_on_its_own() -> None:
