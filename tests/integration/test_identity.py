@@ -50,12 +50,15 @@ def test_only_an_email_signed_with_the_current_secret_shows_as_verified(
     assert admin.post(identity, data={"csrf_token": csrf, "action": "on"}).json() == {"ok": True}
     rotated = str(sql(database, "SELECT identity_secret FROM sites"))
     assert rotated != secret
+    assert not verified(signed)  # proven with a secret that is no longer the site's
     assert not verified(start("maria@example.com", signature(secret, "maria@example.com")))
-    assert verified(start("maria@example.com", signature(rotated, "maria@example.com")))
+    signed_again = start("maria@example.com", signature(rotated, "maria@example.com"))
+    assert verified(signed_again)
 
     refused = admin.post(identity, headers=HTML, data={"csrf_token": csrf, "action": "maybe"})
     assert refused.status_code == 422
     assert sql(database, "SELECT identity_secret FROM sites") == rotated
     admin.post(identity, data={"csrf_token": csrf, "action": "off"})
     assert sql(database, "SELECT identity_secret FROM sites") is None
+    assert not verified(signed_again)  # verification is off: nobody shows as verified
     assert not verified(start("maria@example.com", signature(rotated, "maria@example.com")))

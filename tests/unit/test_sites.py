@@ -13,13 +13,19 @@ from chat.sites import Site, SiteSettings, embed_snippet, identity_hash, normali
     ("http://localhost:8080/", "http://localhost:8080"),
     ("https://example.com:443", "https://example.com"),
     ("HTTP://Example.COM", "http://example.com"),
+    ("http://[::1]:8080/x", "http://[::1]:8080"),
+    ("http://[0:0:0:0:0:0:0:1]", "http://[::1]"),
+    ("https://bücher.example", "https://xn--bcher-kva.example"),
 ])
 def test_origins_are_normalised(value: str, origin: str) -> None:
     assert normalize_origin(value) == origin
 
 
 @pytest.mark.parametrize(
-    "value", ["example.com", "ftp://example.com", "https://", "", "javascript:alert(1)"])
+    "value", ["example.com", "ftp://example.com", "https://", "", "javascript:alert(1)",
+              "http://example.com:99999", "http://example.com:port", "http://[::1",
+              "http://[not::an::address]", "http://exa mple.com", "http://exa\x00mple.com",
+              "https://-leading-hyphen.example", "http://a..b"])
 def test_anything_else_is_not_an_origin(value: str) -> None:
     with pytest.raises(Invalid, match="is not an origin"):
         normalize_origin(value)
