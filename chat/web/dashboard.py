@@ -11,18 +11,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from chat import frames
+from chat import frames, tokens
 from chat.actions import conversations as actions
 from chat.actions.conversations import StaleState
 from chat.db import Connection
 from chat.errors import Invalid, NotFound
-from chat.events import agent_topic, site_topic
+from chat.events import agent_topic, session_topic, site_topic
 from chat.frames import Audience
 from chat.models import Agent, ConversationState
 from chat.queries import agents, canned, conversations, messages, sites, visitors
 from chat.services import Services, services
 from chat.templating import render, templates
-from chat.web.auth import require_agent
+from chat.web.auth import SESSION_COOKIE, require_agent
 from chat.web.http import MAX_COUNT, Fields, int_param, wants_html
 from chat.web.streaming import sse_response
 
@@ -169,13 +169,15 @@ class AgentView:
 
     site_ids: list[int]
     agent_id: int
+    session_topic: str  # ends the stream when its session ends
     conversation_id: int | None
     inbox: Literal["open", "closed"] | None  # None: a search page, whose rows stay put
     audience: ClassVar[Audience] = "agent"
 
     @property
     def topics(self) -> list[str]:
-        return [*(site_topic(site_id) for site_id in self.site_ids), agent_topic(self.agent_id)]
+        return [*(site_topic(site_id) for site_id in self.site_ids), agent_topic(self.agent_id),
+                self.session_topic]
 
     async def snapshot(self, conn: Connection) -> tuple[list[bytes], list[ConversationState]]:
         states: list[ConversationState] = []
@@ -220,7 +222,8 @@ async def stream(request: Request) -> Response:
         if conversation_id is not None and not await conversations.exists(conn, conversation_id):
             raise NotFound("No such conversation.")
         site_ids = await sites.ids(conn)
-    return sse_response(request, AgentView(site_ids, agent.id, conversation_id, inbox))
+    session = session_topic(tokens.token_hash(request.cookies.get(SESSION_COOKIE, "")))
+    return sse_response(request, AgentView(site_ids, agent.id, session, conversation_id, inbox))
 
 
 routes = [

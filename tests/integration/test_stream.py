@@ -131,7 +131,8 @@ async def test_inbox_rows_whose_publishes_were_lost_are_repaired_from_the_databa
 ) -> None:
     """The periodic check covers the whole inbox, not only an open conversation: a row that
     appeared, or left the inbox, without its doorbell shows up right all the same."""
-    view = AgentView([seed.site_id], seed.agent_id, conversation_id=None, inbox="open")
+    view = AgentView([seed.site_id], seed.agent_id, "session:test", conversation_id=None,
+                     inbox="open")
     stream = Stream(svc, view, cursor=None, limits=StreamLimits(check_interval=0.3)).frames()
     await next_frame(stream)  # hello
     assert b"conversation-row" not in await next_frame(stream)  # an empty inbox
