@@ -67,4 +67,7 @@ def from_this_site(headers: Headers, public_url: str | None) -> bool:
         return True
     if public_url is not None:
         return origin == normalize_origin(public_url)
-    return urlsplit(origin).netloc == headers.get("host")
+    try:
+        return urlsplit(origin).netloc == headers.get("host")
+    except ValueError:  # not even a URL, such as "http://[::1"
+        return False
