@@ -44,9 +44,10 @@ json_value = st.recursive(
                                                                  max_size=3),
     max_leaves=8,
 )
-path_id_strategy = st.one_of(st.sampled_from(["{own}", "0", "9" * 18, "9" * 19, "99999999999999999999",
-                                     "1%00", "%C2%B2", "-1", "1.0", "abc"]),
-                    st.integers(0, 2**64).map(str))
+path_id_strategy = st.one_of(
+    st.sampled_from(["0", "9" * 18, "9" * 19, "9" * 20, "1%00", "%C2%B2", "-1", "1.0", "abc"]),
+    st.integers(0, 2**64).map(str),
+)
 
 
 @dataclass(frozen=True)
