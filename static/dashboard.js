@@ -174,7 +174,8 @@
     post("/conversations/" + openId + "/messages", data).then(function (response) {
       return response.text().then(function (html) {
         if (response.ok) ChatMessages.settle(bubble, html);
-        else ChatMessages.fail(bubble, response.status, html);
+        else ChatMessages.fail(bubble, response.status, html,
+                               response.headers.get("Retry-After"));
       });
     }).catch(function () { ChatMessages.fail(bubble, 0, ""); });
   }

@@ -46,8 +46,9 @@ window.ChatMessages = (function () {
     else bubble.remove();
   }
 
-  /* Show why it failed; network errors, 429 and 5xx get a Retry button. */
-  function fail(bubble, status, html) {
+  /* Show why it failed. A network error, a limit (429) or an outage (5xx) gets a Retry
+   * button, which waits out the server's Retry-After (seconds) with a countdown. */
+  function fail(bubble, status, html, retryAfter) {
     var holder = document.createElement("div");
     holder.innerHTML = html || "";
     var reason = holder.textContent.trim();
@@ -55,14 +56,19 @@ window.ChatMessages = (function () {
     bubble.classList.remove("pending");
     bubble.classList.add("failed");
     var note = bubble.querySelector(".state");
-    note.textContent = retryable ? "Not sent. " : (reason || "Not sent.") + " ";
-    if (retryable) {
-      var button = document.createElement("button");
-      button.type = "button";
-      button.dataset.action = "retry";
-      button.textContent = "Retry";
-      note.append(button);
-    }
+    note.textContent = "Not sent." + (reason ? " " + reason : "") + " ";
+    if (!retryable) return;
+    var button = document.createElement("button");
+    button.type = "button";
+    button.dataset.action = "retry";
+    note.append(button);
+    var wait = Math.min(parseInt(retryAfter, 10) || 0, 3600);
+    var tick = function () {
+      button.disabled = wait > 0;
+      button.textContent = wait > 0 ? "Retry in " + wait + " s" : "Retry";
+      if (wait-- > 0) setTimeout(tick, 1000);
+    };
+    tick();
   }
 
   /* An entry arrived (stream or response): drop the bubble it stands for. */

@@ -195,7 +195,7 @@
     request("POST", path, data).then(function (response) {
       return response.text().then(function (html) {
         if (!response.ok) {
-          ChatMessages.fail(bubble, response.status, html);
+          ChatMessages.fail(bubble, response.status, html, response.headers.get("Retry-After"));
           if (response.status === 409) load(state.conversation);  // it was closed meanwhile
           return;
         }
