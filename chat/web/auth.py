@@ -94,9 +94,14 @@ def _signed_in(request: Request, signed_in: SignedIn, next_path: str) -> Respons
         })
     response.set_cookie(
         SESSION_COOKIE, signed_in.token, expires=signed_in.expires_at, httponly=True,
-        samesite="lax", secure=request.url.scheme == "https", path="/",
+        samesite="lax", secure=_behind_tls(request), path="/",
     )
     return response
+
+
+def _behind_tls(request: Request) -> bool:
+    public_url = services(request).settings.public_url or ""
+    return request.url.scheme == "https" or public_url.startswith("https://")
 
 
 async def _no_agents(request: Request) -> bool:
