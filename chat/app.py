@@ -19,7 +19,7 @@ from chat.resources import resource_dir
 from chat.services import Services
 from chat.web import admin, auth, dashboard, health, metrics, widget
 from chat.web.cors import WidgetCors
-from chat.web.http import EXCEPTION_HANDLERS, BodySizeLimit
+from chat.web.http import EXCEPTION_HANDLERS, BodySizeLimit, DatabaseOutage
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ def create_app(settings: Settings) -> Starlette:
         routes=[*health.routes, *metrics.routes, *auth.routes, *widget.routes,
                 *dashboard.routes, *admin.routes,
                 Mount("/static", StaticFiles(directory=resource_dir("static")), name="static")],
-        middleware=[Middleware(BodySizeLimit), Middleware(WidgetCors)],
+        middleware=[Middleware(DatabaseOutage), Middleware(BodySizeLimit),
+                    Middleware(WidgetCors)],
         exception_handlers={**EXCEPTION_HANDLERS,
                             auth.SignInRequired: auth.handle_sign_in_required},
         lifespan=lifespan,
