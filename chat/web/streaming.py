@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 # Below common proxy idle timeouts (60 s for nginx and most load balancers).
 HEARTBEAT_SECONDS = 15
 # A client that has not taken a frame for this long is gone or stuck: end its stream.
-SEND_TIMEOUT_SECONDS = 3
+SEND_TIMEOUT_SECONDS = 30
 # The most one write hands to the server. A replay can be megabytes; written at once, it
 # would sit whole in the buffer of a client that stopped reading, and stay there after the
 # stream ends, because the server closes a connection only once its buffer is sent.
