@@ -21,7 +21,14 @@ from chat.actions.agents import create_agent
 from chat.queries import sites
 from tests.clients import Agent, Event, EventReader, Visitor, new_client_id
 from tests.conftest import Seed
-from tests.support import AppProcess, PostgresProcess, RedisProcess, free_port, wait_for
+from tests.support import (
+    AppProcess,
+    PostgresProcess,
+    RedisProcess,
+    free_port,
+    stalled_stream,
+    wait_for,
+)
 
 StartApp = Callable[..., AppProcess]
 VISITOR_OPEN = 'chat_streams_open{audience="visitor"}'
@@ -121,6 +128,69 @@ async def _count(url: str, table: str) -> int:
     async with db.connect(url) as conn:
         count: int = await conn.fetchval(f"SELECT count(*) FROM {table}")
         return count
+
+
+
+# Clients that stop reading ----------------------------------------------------------------
+
+HISTORY = 480  # entries of 4.9 KB each: a replay of 2.4 MB, just under the replay limit
+STALLED = 8  # with the reading stream, within a cap of 10 streams per visitor token
+
+
+async def test_clients_that_stop_reading_are_dropped_and_leave_little_memory_behind(
+    seed: Seed, app_env: dict[str, str], start_app: StartApp,
+) -> None:
+    # STREAM_SEND_TIMEOUT shortens the 30 s wait where the app reads it; the test holds
+    # either way.
+    app = start_app(dict(app_env, STREAM_SEND_TIMEOUT="2"))
+    visitor = Visitor(app.url, seed.site_key)
+    assert (await visitor.start("hello")).status_code == 201
+    big = "x" * 4900
+    for n in range(HISTORY):
+        assert (await visitor.send(f"{n} {big}")).status_code == 201
+    entries = list(range(2, HISTORY + 2))
+
+    # As many clients that read the same replay, together, and leave: afterwards the
+    # allocator holds what that many replays need, so what the stalled clients add below
+    # is what stays held, not what the allocator keeps around.
+    async def read_all() -> None:
+        async with visitor.stream(after=1) as stream:
+            assert [e.seq for e in await stream.entries(HISTORY, timeout=30)] == entries
+
+    await asyncio.gather(*(read_all() for _ in range(STALLED)))
+    await _metric_reaches(app, VISITOR_OPEN, 0, timeout=10)  # they left
+    rss_before = app.rss()
+
+    path = f"/widget/{seed.site_key}/conversations/{visitor.conversation_id}/stream?after=1"
+    stalled = [stalled_stream(app.port, path, visitor.headers) for _ in range(STALLED)]
+    try:
+        async with visitor.stream(after=1) as stream:
+            reading = Collector(stream)
+            for n in range(20):  # live messages meanwhile, fewer than fill a stream's queue
+                assert (await visitor.send(f"live {n} {big}")).status_code == 201
+            entries += list(range(entries[-1] + 1, entries[-1] + 21))
+            await _metric_reaches(app, VISITOR_DROPPED, STALLED, timeout=45)  # 30 s, and some
+            assert await app.metric(VISITOR_OPEN) == 1  # the reading stream, still open
+            assert await reading.until(len(entries), timeout=30) == entries
+            await reading.stop()
+    finally:
+        for sock in stalled:
+            sock.close()
+    # Each dropped stream still holds what the server had buffered for its socket, which
+    # is sent before a connection closes: at most the 64 KiB high-water mark and one write
+    # of 16 KiB, 8 x 80 KiB in all. Holding the replays instead would be 8 x 2.4 MB.
+    grown = app.rss() - rss_before
+    assert grown < 8 * 1024 * 1024, f"{grown / 2**20:.1f} MiB more after {STALLED} stalled clients"
+    log = app.output()
+    assert log.count("whose client took nothing for") == STALLED, log
+    assert "Traceback" not in log, log
+    await visitor.close()
+
+
+async def _metric_reaches(app: AppProcess, name: str, value: float, timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        while await app.metric(name) != value:
+            await asyncio.sleep(0.2)
 
 
 # PostgreSQL -------------------------------------------------------------------------------
