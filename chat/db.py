@@ -147,7 +147,8 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.InterfaceError):
         # A pooled connection the server closed, or the pool closing at shutdown.
         message = str(exc)
-        return "connection is closed" in message or message.startswith("pool is clos")
+        return "connection is closed" in message or message in ("pool is closing",
+                                                                  "pool is closed")
     if isinstance(exc, OSError):
         # Refused, reset, unreachable, timed out: only when the driver raised it, so that
         # an unrelated OSError (a missing template file) stays a bug.

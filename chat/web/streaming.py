@@ -91,7 +91,8 @@ class StreamResponse(EventSourceResponse):
                         else "fell behind")
 
     async def _frames(self) -> AsyncIterator[bytes]:
-        """The stream's frames, ending it cleanly if PostgreSQL becomes unavailable."""
+        """The stream's frames, in writes of at most ``MAX_WRITE_BYTES``; the stream ends
+        cleanly, as if finished, when PostgreSQL becomes unavailable."""
         # Closed here, not when collected, so its subscription and gauge end with the response.
         frames = cast(AsyncGenerator[bytes, None], self.stream.frames())
         try:
