@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import psutil
 import pytest
 
 CI = bool(os.environ.get("CI"))
@@ -148,9 +149,7 @@ class AppProcess:
                 return float(line.split()[-1])
         return 0.0
 
-    def _psutil(self) -> Any:
-        import psutil
-
+    def _psutil(self) -> psutil.Process:
         assert self.process is not None
         return psutil.Process(self.process.pid)
 
