@@ -18,9 +18,10 @@ from chat.queries import installation
 from chat.ratelimit import RateLimiter
 from chat.resources import resource_dir
 from chat.services import Services
+from chat.slots import StreamSlots
 from chat.web import admin, auth, dashboard, health, metrics, widget
 from chat.web.cors import WidgetCors
-from chat.web.http import EXCEPTION_HANDLERS, BodySizeLimit
+from chat.web.http import EXCEPTION_HANDLERS, BodySizeLimit, DatabaseOutage
 from chat.web.security import SecurityHeaders
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,8 @@ def create_app(settings: Settings) -> Starlette:
             await broker.start()
             limiter = RateLimiter(settings.redis_url, enabled=settings.rate_limits,
                                   namespace=namespace)
-            app.state.services = Services(settings, pool, broker, limiter)
+            slots = StreamSlots(settings.streams_per_client, settings.streams_per_address)
+            app.state.services = Services(settings, pool, broker, limiter, slots)
             try:
                 yield
             finally:
@@ -57,7 +59,8 @@ def create_app(settings: Settings) -> Starlette:
                 *dashboard.routes, *admin.routes,
                 Mount("/static", StaticFiles(directory=resource_dir("static")), name="static")],
         middleware=[Middleware(SecurityHeaders, htmx_url=settings.htmx_url),
-                    Middleware(BodySizeLimit), Middleware(WidgetCors)],
+                    Middleware(DatabaseOutage), Middleware(BodySizeLimit),
+                    Middleware(WidgetCors)],
         exception_handlers={**EXCEPTION_HANDLERS,
                             auth.SignInRequired: auth.handle_sign_in_required},
         lifespan=lifespan,

@@ -25,14 +25,19 @@ from typing import Any, Final, Protocol
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chat import metrics
+from chat.db import redact
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_SIZE = 256
 UNSENT_LIMIT = 10_000
+# A connection that lasted this long was healthy: after it drops, retry from the shortest pause.
+STABLE_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +260,8 @@ class RedisBroker(_LocalFanout):
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         self._idle_since: dict[str, float] = {}
         self._connected = asyncio.Event()
+        self._down_since: float | None = None  # loop time of an outage's first failure
+        self._publish_failure = ""  # why a publish failed while the reader was connected
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -282,7 +289,15 @@ class RedisBroker(_LocalFanout):
             return
         try:
             await self._publisher.publish(self.prefix + topic, payload)
-        except (RedisError, OSError) as exc:
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            self._unsent.append((topic, payload))
+            if self._connected.is_set():
+                # Redis fails although the reader has not noticed yet (a hung server, a
+                # silent network): queue the next publishes at once instead of each waiting
+                # for a timeout, and have the reader reconnect.
+                self._connected.clear()
+                self._publish_failure = _cause(exc)
+        except RedisError as exc:
             logger.warning("Could not publish to %s (%s); re-sending after reconnect", topic, exc)
             self._unsent.append((topic, payload))
 
@@ -345,27 +360,52 @@ class RedisBroker(_LocalFanout):
             await self._conn.send_command(command, *(self.prefix + t for t in topics))
 
     async def _run(self) -> None:
-        backoff = 0.1
+        """Hold the pub/sub connection: connect, read until it fails, back off, repeat.
+
+        Every failure is followed by a capped, jittered pause, whatever its kind: a refused
+        connection fails in microseconds, and retrying at once would spin a core.
+        """
+        loop = asyncio.get_running_loop()
+        backoff = Backoff(self.max_backoff)
         while True:
+            connected_at = None
             try:
                 await self._connect()
-                backoff = 0.1
+                connected_at = loop.time()
+                self._outage_ended()
                 await self._read()
             except asyncio.CancelledError:
                 await self._disconnect()
                 raise
             except (RedisError, OSError) as exc:
-                if self._connected.is_set():
-                    logger.warning("Lost the Redis pub/sub connection (%s); reconnecting", exc)
-                else:
-                    logger.warning("Cannot reach Redis at %s (%s); retrying", self.url, exc)
-                await self._disconnect()
-            except Exception:
+                self._outage_began(exc)
+            except Exception as exc:
                 # The reader must outlive any surprise, or this process goes deaf.
                 logger.exception("The Redis reader failed unexpectedly; reconnecting")
-                await self._disconnect()
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-                backoff = min(backoff * 2, self.max_backoff)
+                self._outage_began(exc)
+            await self._disconnect()
+            if connected_at is not None and loop.time() - connected_at > STABLE_SECONDS:
+                backoff.reset()  # a connection that held for a while: retry quickly
+            await asyncio.sleep(backoff.next())
+
+    def _outage_began(self, exc: BaseException) -> None:
+        """Log the first failure of an outage; the retries that follow only at debug level."""
+        if self._down_since is not None:
+            logger.debug("Redis still unreachable at %s (%s)", redact(self.url), _cause(exc))
+            return
+        self._down_since = asyncio.get_running_loop().time()
+        logger.warning(
+            "Redis unreachable at %s (%s); retrying with backoff up to %g s; live delivery "
+            "paused, messages are still stored", redact(self.url), _cause(exc), self.max_backoff,
+        )
+
+    def _outage_ended(self) -> None:
+        if self._down_since is None:
+            return
+        down_for = asyncio.get_running_loop().time() - self._down_since
+        self._down_since = None
+        logger.warning("Redis reachable again after %.1f s; resyncing %d streams",
+                       down_for, len(self._subscriptions()))
 
     async def _connect(self) -> None:
         # A plain connection, not redis-py's PubSub, which reconnects and resubscribes on
@@ -380,7 +420,6 @@ class RedisBroker(_LocalFanout):
         self.connects += 1
         if self.connects > 1:
             metrics.BROKER_RECONNECTS.inc()
-            logger.info("Reconnected to Redis; subscribing %d channels", len(wanted))
         # The subscriptions that existed while disconnected may have missed payloads. Tell
         # them to resync once every channel is confirmed, so the re-read cannot miss
         # anything; if the connection fails first, the next connect resyncs instead.
@@ -419,6 +458,8 @@ class RedisBroker(_LocalFanout):
             asked = loop.time()
             reply = await self._conn.read_response(timeout=1.0, push_request=True)
             now = loop.time()
+            if not self._connected.is_set():
+                raise ConnectionError(f"a publish failed: {self._publish_failure}")
             if reply is None and now - asked < 0.5:
                 # "Nothing" long before the timeout: the connection is broken, and reading
                 # again at once would spin and starve every other task of this process.
@@ -463,6 +504,29 @@ class RedisBroker(_LocalFanout):
         if drop:
             self._channels.difference_update(drop)
             await self._send("UNSUBSCRIBE", drop)
+
+
+class Backoff:
+    """Pauses between reconnection attempts: doubling from ``first`` up to ``cap``, each
+    scaled by a random factor in [0.5, 1], so processes that lost Redis together do not
+    come back in lockstep."""
+
+    def __init__(self, cap: float, first: float = 0.1) -> None:
+        self.cap = cap
+        self.first = first
+        self._next = first
+
+    def next(self) -> float:
+        pause = min(self._next, self.cap) * random.uniform(0.5, 1.0)
+        self._next = min(self._next * 2, self.cap)
+        return pause
+
+    def reset(self) -> None:
+        self._next = self.first
+
+
+def _cause(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
 
 
 _background: set[asyncio.Task[None]] = set()

@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import re
+import time
+import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -54,7 +56,8 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-CONNECT_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+CONNECT_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                  asyncpg.InternalClientError, TimeoutError)
 
 
 def _unavailable(url: str, exc: BaseException) -> DatabaseUnavailable:
@@ -75,8 +78,14 @@ async def _keep_session(conn: Connection) -> None:
     still rolls back a transaction left open, and locks are only ever transaction-scoped."""
 
 
-async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
-    """Open a pool, turning every way of failing to connect into :class:`DatabaseUnavailable`."""
+async def create_pool(url: str, *, min_size: int = 0, max_size: int = 10) -> Pool:
+    """Open a pool, turning every way of failing to connect into :class:`DatabaseUnavailable`.
+
+    Connections open on demand and stay while used (idle ones close after five minutes).
+    No minimum by default: asyncpg restores a minimum by retrying in the background and
+    logs a traceback for every retry while PostgreSQL is down, where on-demand connections
+    recover just as well and :func:`report_unavailable` says it once.
+    """
     try:
         pool: Pool = await asyncpg.create_pool(
             url, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT,
@@ -117,6 +126,91 @@ async def ping(pool: Pool) -> bool:
             return bool(await pool.fetchval("SELECT 1") == 1)
     except CONNECT_ERRORS:
         return False
+
+
+# The exception classes that may mean an outage; :func:`is_outage` tells which do.
+OUTAGE_ERRORS = (DatabaseUnavailable, OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                 asyncpg.InternalClientError)
+# Server states that mean "up, but not serving you now": shutting down (administrator or
+# crash), starting up, out of connection slots.
+UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says PostgreSQL cannot be reached or dropped the connection.
+
+    False for everything else, a bad query or a misuse of the driver included: those are
+    bugs and must surface as such, not hide behind "try again later".
+    """
+    if isinstance(exc, DatabaseUnavailable | asyncpg.PostgresConnectionError):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        return exc.sqlstate in UNAVAILABLE_STATES
+    if isinstance(exc, asyncpg.InterfaceError):
+        # A pooled connection the server closed, or the pool closing at shutdown.
+        message = str(exc)
+        return "connection is closed" in message or message in ("pool is closing",
+                                                                  "pool is closed")
+    if isinstance(exc, OSError):
+        # Refused, reset, unreachable, timed out: only when the driver raised it, so that
+        # an unrelated OSError (a missing template file) stays a bug.
+        return any(frame.f_globals.get("__name__", "").startswith("asyncpg.")
+                   for frame, _ in traceback.walk_tb(exc.__traceback__))
+    return False
+
+
+async def is_outage(exc: BaseException, pool: Pool) -> bool:
+    """:func:`is_unavailable`, or an error that may be either and a ping says it is.
+
+    A connection that PostgreSQL dropped while it sat idle in the pool fails its next
+    query with asyncpg's "cannot switch to state ...; another operation is in progress",
+    which a misuse of the driver raises too: only a database that does not answer makes
+    it an outage.
+    """
+    if is_unavailable(exc):
+        return True
+    return isinstance(exc, asyncpg.InternalClientError) and not await ping(pool)
+
+
+class _Outage:
+    """An outage of one pool's database, from the first failed request until a ping works."""
+
+    WATCH_INTERVAL = 1.0
+
+    def __init__(self, pool: Pool, exc: BaseException) -> None:
+        self.pool = pool
+        self.since = time.monotonic()
+        logger.error("PostgreSQL is unavailable (%s: %s); answering 503 with Retry-After "
+                     "until it is back", type(exc).__name__, exc)
+        self.watcher = asyncio.create_task(self._watch(), name="postgres-outage-watcher")
+
+    async def _watch(self) -> None:
+        try:
+            while not self.pool.is_closing():
+                await asyncio.sleep(self.WATCH_INTERVAL)
+                if await ping(self.pool):  # the pool reconnects by itself; this only notices
+                    logger.warning("PostgreSQL is available again after %.1f s",
+                                   time.monotonic() - self.since)
+                    return
+        finally:
+            del _outages[id(self.pool)]
+
+
+# Outages going on, by id(pool) (asyncpg pools take no weak references); each entry holds
+# its pool, so the id cannot be reused while it is here.
+_outages: dict[int, _Outage] = {}
+
+
+def report_unavailable(pool: Pool, exc: BaseException) -> None:
+    """Note that a request failed because PostgreSQL is unavailable.
+
+    The first failure of an outage is logged, and so is the outage's end; the failures in
+    between only at debug level (each was answered with a 503).
+    """
+    if id(pool) in _outages:
+        logger.debug("PostgreSQL still unavailable (%s: %s)", type(exc).__name__, exc)
+    else:
+        _outages[id(pool)] = _Outage(pool, exc)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ gaps from the database (see :mod:`chat.stream`).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 from chat.broker import Broker
@@ -81,6 +82,9 @@ class Cursor:
         return cls(int(conversation), int(seq))
 
 
+LINE_END = re.compile(r"\r\n|\r|\n")
+
+
 def frame(data: str = "", *, event: str | None = None, id: str | None = None,
           retry: int | None = None) -> bytes:
     """One SSE message. Every line of ``data`` gets its own ``data:`` line."""
@@ -91,5 +95,7 @@ def frame(data: str = "", *, event: str | None = None, id: str | None = None,
         lines.append(f"id: {id}")
     if retry is not None:
         lines.append(f"retry: {retry}")
-    lines.extend(f"data: {line}" for line in (data.splitlines() or [""]))
+    # Only the line ends SSE knows: str.splitlines() would also split on U+2028 and the
+    # like, which the browser then joins back as "\n", changing the text.
+    lines.extend(f"data: {line}" for line in LINE_END.split(data.rstrip("\r\n")))
     return ("\n".join(lines) + "\n\n").encode()

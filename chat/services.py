@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import HTTPConnection
 
@@ -10,6 +10,7 @@ from chat.broker import Broker
 from chat.config import Settings
 from chat.db import Pool
 from chat.ratelimit import RateLimiter
+from chat.slots import StreamSlots
 
 
 @dataclass
@@ -18,6 +19,7 @@ class Services:
     pool: Pool
     broker: Broker
     limiter: RateLimiter
+    streams: StreamSlots = field(default_factory=StreamSlots)
 
 
 def services(conn: HTTPConnection) -> Services:

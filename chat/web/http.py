@@ -15,7 +15,9 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from chat import db
 from chat.errors import ChatError, Invalid, RateLimited
+from chat.services import services
 from chat.templating import render
 
 logger = logging.getLogger(__name__)
@@ -188,6 +190,44 @@ async def handle_http_error(request: Request, exc: Exception) -> Response:
 
 
 EXCEPTION_HANDLERS = {ChatError: handle_chat_error, HTTPException: handle_http_error}
+
+RETRY_AFTER_SECONDS = 5
+UNAVAILABLE = "The chat is briefly unavailable. Please try again in a few seconds."
+
+
+class DatabaseOutage:
+    """Answer 503 with ``Retry-After`` to a request that failed because PostgreSQL is down.
+
+    Pure ASGI around everything that reads the database, middleware included (the widget's
+    CORS reads sites), which Starlette's exception handlers do not cover. A request that
+    fails for any other reason, a bad query included, still surfaces as the bug it is. A
+    stream that loses the database after it started ends itself (see ``StreamResponse``).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except db.OUTAGE_ERRORS as exc:
+            pool = services(Request(scope)).pool
+            if started or not await db.is_outage(exc, pool):
+                raise
+            db.report_unavailable(pool, exc)
+            response = error_response(Request(scope), 503, UNAVAILABLE,
+                                      headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+            await response(scope, receive, send)
 
 
 class BodySizeLimit:

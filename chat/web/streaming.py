@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import cast
 
 import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -10,11 +13,11 @@ from sse_starlette.sse import SendTimeoutError
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from chat import metrics
+from chat import db, metrics
 from chat.events import Cursor
 from chat.services import services
 from chat.stream import Stream, StreamLimits, View
-from chat.web.http import int_param
+from chat.web.http import client_address, int_param
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +25,10 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 15
 # A client that has not taken a frame for this long is gone or stuck: end its stream.
 SEND_TIMEOUT_SECONDS = 30
+# The most one write hands to the server. A replay can be megabytes; written at once, it
+# would sit whole in the buffer of a client that stopped reading, and stay there after the
+# stream ends, because the server closes a connection only once its buffer is sent.
+MAX_WRITE_BYTES = 16 * 1024
 # How long a stream may take to finish after the server was asked to stop.
 SHUTDOWN_GRACE_SECONDS = 2
 
@@ -47,35 +54,60 @@ def heartbeat() -> ServerSentEvent:
 
 
 class StreamResponse(EventSourceResponse):
-    """An SSE response that ends as soon as its client falls behind.
+    """An SSE response that ends as soon as its client falls behind or stops reading.
 
-    A client that stops reading blocks the response in ``send``; its subscription then
-    overflows, and this cancels the response instead of waiting for the send timeout. The
-    client reconnects and resumes from its cursor, so nothing is lost.
+    A client that stops reading blocks the response in ``send``. If its subscription
+    overflows meanwhile, this cancels the response at once; if not, the send gives up
+    after ``send_timeout`` seconds. Either way the stream is counted as dropped, and the
+    client, once it reads again, reconnects and resumes from its cursor: nothing is lost.
+    A stream that finds PostgreSQL unavailable ends too, so its client reconnects.
     """
 
-    def __init__(self, stream: Stream) -> None:
+    def __init__(self, stream: Stream, *, send_timeout: float = SEND_TIMEOUT_SECONDS,
+                 on_close: Callable[[], None] = lambda: None) -> None:
         self.shutting_down = anyio.Event()
+        self.stream = stream
+        self.on_close = on_close
         super().__init__(
-            stream.frames(), ping=HEARTBEAT_SECONDS, ping_message_factory=heartbeat,
-            send_timeout=SEND_TIMEOUT_SECONDS, headers={"Cache-Control": "no-cache, no-store"},
+            self._frames(), ping=HEARTBEAT_SECONDS, ping_message_factory=heartbeat,
+            send_timeout=send_timeout, headers={"Cache-Control": "no-cache, no-store"},
             shutdown_event=self.shutting_down, shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
         )
-        self.stream = stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         audience = self.stream.view.audience
+        stalled = False
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._cancel_when_behind, group.cancel_scope)
                 group.start_soon(self._stop_on_shutdown)
                 await super().__call__(scope, receive, send)
                 group.cancel_scope.cancel()
-        except SendTimeoutError:
-            self.stream.fell_behind.set()
-        if self.stream.fell_behind.is_set():
+        except* SendTimeoutError:
+            # Raised in a task of this group, so it arrives inside an ExceptionGroup.
+            stalled = True
+        finally:
+            self.on_close()
+        if stalled or self.stream.fell_behind.is_set():
             metrics.STREAMS_DROPPED.labels(audience).inc()
-            logger.info("Disconnected a %s stream whose client fell behind", audience)
+            logger.info("Disconnected a %s stream whose client %s", audience,
+                        f"took nothing for {self.send_timeout:g} s" if stalled
+                        else "fell behind")
+
+    async def _frames(self) -> AsyncIterator[bytes]:
+        """The stream's frames, in writes of at most ``MAX_WRITE_BYTES``; the stream ends
+        cleanly, as if finished, when PostgreSQL becomes unavailable."""
+        # Closed here, not when collected, so its subscription and gauge end with the response.
+        frames = cast(AsyncGenerator[bytes, None], self.stream.frames())
+        try:
+            async with contextlib.aclosing(frames):
+                async for frame in frames:
+                    for start in range(0, len(frame), MAX_WRITE_BYTES):
+                        yield frame[start:start + MAX_WRITE_BYTES]
+        except db.OUTAGE_ERRORS as exc:
+            if not await db.is_outage(exc, self.stream.svc.pool):
+                raise
+            db.report_unavailable(self.stream.svc.pool, exc)
 
     async def _stop_on_shutdown(self) -> None:
         # End the response properly, so the client sees a finished stream and reconnects
@@ -88,8 +120,12 @@ class StreamResponse(EventSourceResponse):
         scope.cancel()
 
 
-def sse_response(request: Request, view: View) -> StreamResponse:
+def sse_response(request: Request, view: View, client: str) -> StreamResponse:
+    """The stream of ``view`` for ``client`` (a visitor token's or a session's hash); 429
+    when that client, or its address, holds too many streams open already."""
     svc = services(request)
+    release = svc.streams.take(client, client_address(request))
     limits = StreamLimits(replay_limit=svc.settings.replay_limit)
-    return StreamResponse(Stream(svc, view, requested_cursor(request, view.conversation_id),
-                                 limits))
+    stream = Stream(svc, view, requested_cursor(request, view.conversation_id), limits)
+    return StreamResponse(stream, send_timeout=svc.settings.stream_send_timeout,
+                          on_close=release)

@@ -290,7 +290,8 @@ class VisitorView:
 async def stream(request: Request) -> Response:
     access = await authorize(request, conversation=True)
     assert access.conversation_id is not None
-    return sse_response(request, VisitorView(access.conversation_id))
+    return sse_response(request, VisitorView(access.conversation_id),
+                        client=f"visitor:{access.visitor_id}")
 
 
 PREFIX = "/widget/{site_key}"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
 from chat.broker import RESYNC, Broker, Delivery, MemoryBroker, Overflow, RedisBroker, subscribed
-from tests.support import RedisProcess
+from tests.support import ClosingListener, RedisProcess
 
 
 def redis_broker(url: str, prefix: str | None = None, **options: float) -> RedisBroker:
@@ -150,3 +152,74 @@ async def test_redis_restart_is_survived_and_every_subscription_told_to_resync(
     finally:
         await receiver.close()
         await sender.close()
+
+
+def broker_warnings(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "chat.broker" and r.levelno >= logging.WARNING and text in r.message]
+
+
+async def test_a_redis_that_drops_every_connection_is_retried_with_backoff_not_in_a_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Every attempt is accepted and closed at once, so each fails within microseconds: a
+    # reader that retries without pausing makes thousands of attempts a second.
+    async with ClosingListener() as redis:
+        broker = redis_broker(f"redis://127.0.0.1:{redis.port}/0", max_backoff=1.0)
+        started = time.monotonic()
+        await broker.start()  # waits CONFIRM_TIMEOUT (5 s) for a connection, then returns
+        rate = redis.accepted / (time.monotonic() - started)
+        await broker.close()
+    # Pauses double from 0.05-0.1 s to 0.5-1 s (the cap): at most 13 attempts in 5 s.
+    assert rate <= 5, f"{rate:.0f} connection attempts a second while Redis is down"
+    assert len(broker_warnings(caplog, "Redis unreachable at")) == 1
+
+
+async def test_an_outage_is_logged_once_costs_no_cpu_and_its_end_resyncs_every_stream(
+    redis_process: RedisProcess, caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = redis_broker(redis_process.url, max_backoff=1.0)
+    await broker.start()
+    try:
+        async with subscribed(broker, ["conv:1"]) as one, subscribed(broker, ["conv:2"]) as two:
+            redis_process.kill()  # refused from now on: the fastest way to fail
+            cpu_before, wall_before = time.process_time(), time.monotonic()
+            await asyncio.sleep(3.0)  # the outage over which CPU time is measured
+            cpu = (time.process_time() - cpu_before) / (time.monotonic() - wall_before)
+            assert cpu < 0.2, f"the reader used {cpu:.0%} of a core while Redis was down"
+            assert len(broker_warnings(caplog, "Redis unreachable at")) == 1
+            redis_process.start()
+            assert await next_item(one, timeout=15) is RESYNC
+            assert await next_item(two, timeout=15) is RESYNC
+        ended = broker_warnings(caplog, "Redis reachable again after")
+        assert len(ended) == 1 and ended[0].endswith("resyncing 2 streams"), ended
+        assert len(broker_warnings(caplog, "Redis unreachable at")) == 1
+    finally:
+        await broker.close()
+
+
+async def test_publishes_to_a_hung_redis_stop_waiting_after_the_first_and_arrive_later(
+    redis_process: RedisProcess,
+) -> None:
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    sender, receiver = redis_broker(redis_process.url, prefix), redis_broker(redis_process.url,
+                                                                             prefix)
+    await sender.start()
+    await receiver.start()
+    try:
+        async with subscribed(receiver, ["conv:1"]) as sub:
+            redis_process.freeze()  # connections stay open; nothing answers
+            await sender.publish("conv:1", b"0")  # waits for the socket timeout, then queues
+            async with asyncio.timeout(1.0):  # well below one socket timeout (2 s)
+                for n in range(1, 10):
+                    await sender.publish("conv:1", str(n).encode())
+            redis_process.thaw()
+            payloads = set()
+            while len(payloads) < 10:
+                item = await next_item(sub, timeout=20)
+                if isinstance(item, Delivery):
+                    payloads.add(item.payload)
+            assert payloads == {str(n).encode() for n in range(10)}
+    finally:
+        await sender.close()
+        await receiver.close()

@@ -4,6 +4,7 @@ other, and a server that refuses heads too big or too slow."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Callable
 
@@ -239,3 +240,29 @@ def test_a_request_head_over_the_limit_is_refused(app: AppProcess) -> None:
 def test_a_client_that_never_finishes_its_head_is_disconnected(app: AppProcess) -> None:
     # The server closes it (after 10 s): our own timeout (30 s) would raise instead.
     assert raw_request(app, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", timeout=30) == b""
+
+
+async def test_open_streams_are_capped_per_visitor_and_per_address_and_freed_on_close(
+    seed: Seed, app_env: dict[str, str], start_app: StartApp,
+) -> None:
+    app = start_app(dict(app_env, STREAMS_PER_CLIENT="2", STREAMS_PER_ADDRESS="3"))
+    alice, bob = Visitor(app.url, seed.site_key), Visitor(app.url, seed.site_key)
+    assert (await alice.start("hi")).status_code == 201
+    assert (await bob.start("hello")).status_code == 201
+    url = f"/widget/{seed.site_key}/conversations/{alice.conversation_id}/stream"
+    async with alice.stream(), alice.stream():
+        third = await alice.http.get(url, headers=alice.headers)
+        assert third.status_code == 429 and int(third.headers["retry-after"]) > 0
+        assert "2 chat streams open already" in third.json()["error"]
+        async with bob.stream():  # the address's third
+            bob_url = f"/widget/{seed.site_key}/conversations/{bob.conversation_id}/stream"
+            fourth = await bob.http.get(bob_url, headers=bob.headers)
+            assert fourth.status_code == 429
+            assert "Your network has 3 chat streams open" in fourth.json()["error"]
+    async with asyncio.timeout(10):
+        while await app.metric('chat_streams_open{audience="visitor"}') > 0:  # saw them close
+            await asyncio.sleep(0.05)
+    async with alice.stream(), alice.stream():  # closed streams gave their slots back
+        pass
+    for client in (alice, bob):
+        await client.close()

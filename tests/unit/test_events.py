@@ -13,6 +13,11 @@ def test_a_frame_puts_every_line_of_data_on_its_own_data_line() -> None:
         b"event: x\nid: 3-7\ndata: <p>\ndata: hi\ndata: </p>\n\n")
 
 
+def test_only_sse_line_ends_split_data_so_the_browser_rejoins_the_text_as_it_was() -> None:
+    assert frame("a\u2028b\u0085c\x0bd\r\ne\rf\n") == (
+        "data: a\u2028b\u0085c\x0bd\ndata: e\ndata: f\n\n".encode())
+
+
 def test_a_frame_without_data_still_carries_a_data_line_so_browsers_dispatch_it() -> None:
     # htmx 4 drops a block with only ``retry:``: the named event carries it.
     assert frame(event="hello", retry=2000) == b"event: hello\nretry: 2000\ndata: \n\n"
