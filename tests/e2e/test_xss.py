@@ -37,7 +37,7 @@ PAYLOADS = {
     "script": "<script data-xss>__xss('XID')</script>",
     "img": "<img data-xss src=/xss-probe/XID onerror=\"__xss('XID')\">",
     "exfil": "<img data-xss src=\"http://xss.invalid/XID\">",
-    "svg": "<svg data-xss onload=\"__xss('XID')\"><circle r=9 /></svg>",
+    "svg": "<svg data-xss onload=__xss('XID')>",
     "svg-script": "<svg><script data-xss>__xss('XID')</script></svg>",
     "mathml": "<math><mtext><table><mglyph><style><img data-xss src=/xss-probe/XID "
               "onerror=__xss('XID')>",
@@ -83,6 +83,8 @@ PAYLOADS = {
     "entities": "&lt;img data-xss src=x onerror=__xss('XID')&gt; &#60;b&#62; &amp;amp;",
     "template-syntax": "{{7*7}} {% raw %} ${__xss('XID')} #{7*7} <%= 7*7 %> XID",
     "fullwidth": "\uff1cimg data-xss src=/xss-probe/XID onerror=__xss('XID')\uff1e",
+    "polyglot": "jaVasCript:/*-/*`/*'/*\"/**/(/* */oNcliCk=__xss('XID') )//</stYle/</titLe/"
+                "</teXtarEa/</scRipt/--!><sVg/data-xss/oNloAd=__xss('XID')//>",
     "unicode": "\u202egnp.exe\u202c \U0001f469\u200d\U0001f4bb zero\u200bwidth \ufeffbom "
                "e\u0301 \u05e9\u05dc\u05d5\u05dd XID",
 }
@@ -103,13 +105,13 @@ OPENERS = {"mathml", "comment", "dq-attr", "sq-attr", "css-attr"}
 
 
 def hostile(field: str, limit: int, start: int = 0, *, ascii: bool = False) -> str:
-    """One value for a field that holds one: the break-out, then as many payloads as fit,
-    from the start-th on (so that fields differ)."""
-    names = list(PAYLOADS)
+    """One value for a field that holds one: the break-out, a tag short enough for any field,
+    then as many payloads as fit, from the start-th on (so that fields differ)."""
+    names = [name for name in PAYLOADS if name != "svg"]
     names = names[start:] + names[:start]
     names.sort(key=lambda name: name in OPENERS)
     value = BREAKOUT
-    for item in (PAYLOADS[name].replace(MARK, f"{field}-{name}") for name in names):
+    for item in (PAYLOADS[name].replace(MARK, f"{field}-{name}") for name in ["svg", *names]):
         if len(value) + 1 + len(item) <= limit and (item.isascii() or not ascii):
             value = f"{value} {item}"
     return value
@@ -252,7 +254,7 @@ def pick(field: str, *names: str) -> list[str]:
 
 # One value per single-value field; each names its field.
 AGENT = hostile("agent", 100)
-AGENT_2 = hostile("agent2", 100, 7)
+AGENT_2 = PAYLOADS["hx-get"].replace(MARK, "agent2-hx-get")  # htmx, in live status and activity
 SITE_NAME = hostile("site", 100, 3)
 GREETING = hostile("greeting", 500)
 WELCOME = hostile("welcome", 500, 11)
