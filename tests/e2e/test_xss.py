@@ -96,6 +96,11 @@ def corpus(field: str, limit: int = MAX_BODY_LENGTH, *, ascii: bool = False) -> 
     return [item for item in items if len(item) <= limit and (item.isascii() or not ascii)]
 
 
+def pick(field: str, *names: str) -> list[str]:
+    """The named payloads, marked with ``field``."""
+    return [PAYLOADS[name].replace(MARK, f"{field}-{name}") for name in names]
+
+
 # Closes whatever a value lands in (an attribute, a textarea, a title, a style, a script or a
 # comment), so that what follows it would be markup wherever the value is put unescaped.
 BREAKOUT = "\"'></textarea></title></style></script>-->"
@@ -111,7 +116,7 @@ def hostile(field: str, limit: int, start: int = 0, *, ascii: bool = False) -> s
     names = names[start:] + names[:start]
     names.sort(key=lambda name: name in OPENERS)
     value = BREAKOUT
-    for item in (PAYLOADS[name].replace(MARK, f"{field}-{name}") for name in ["svg", *names]):
+    for item in pick(field, "svg", *names):
         if len(value) + 1 + len(item) <= limit and (item.isascii() or not ascii):
             value = f"{value} {item}"
     return value
@@ -248,13 +253,9 @@ def scroll_back(page: Page, history: Locator, entries: Locator, count: int) -> N
         expect(entries).not_to_have_count(loaded)
 
 
-def pick(field: str, *names: str) -> list[str]:
-    return [PAYLOADS[name].replace(MARK, f"{field}-{name}") for name in names]
-
-
 # One value per single-value field; each names its field.
 AGENT = hostile("agent", 100)
-AGENT_2 = PAYLOADS["hx-get"].replace(MARK, "agent2-hx-get")  # htmx, in live status and activity
+AGENT_2 = pick("agent2", "hx-get")[0]  # for htmx: in live status headers and activity
 SITE_NAME = hostile("site", 100, 3)
 GREETING = hostile("greeting", 500)
 WELCOME = hostile("welcome", 500, 11)
