@@ -269,7 +269,11 @@
   document.addEventListener("htmx:sse:close", function () {
     setConnection("Disconnected. Reload the page.");
   });
-  document.addEventListener("reload", function () { location.reload(); });
+  // The server ended this page's state (signed out, deactivated): reload, unless the page
+  // is already leaving (this tab's own sign-out, whose redirect must win).
+  var leaving = false;
+  window.addEventListener("beforeunload", function () { leaving = true; });
+  document.addEventListener("reload", function () { if (!leaving) location.reload(); });
 
   var toast = document.getElementById("toast");
   document.addEventListener("htmx:response:error", function (event) {
