@@ -14,7 +14,7 @@ import pytest
 from chat import db
 from chat.actions.agents import create_agent
 from chat.queries import sites
-from tests.clients import Agent, Visitor
+from tests.clients import Agent, EventReader, Visitor
 from tests.conftest import Seed
 from tests.integration.test_dashboard_http import HTML, signed_in, sql
 from tests.support import METRICS_AUTH, AppProcess, RedisProcess, run_async
@@ -98,6 +98,14 @@ def test_changing_the_password_signs_out_every_other_session(
     assert phone.get("/inbox", headers=JSON).status_code == 401
 
 
+async def ends_with_a_reload(stream: EventReader) -> None:
+    """The stream tells the page to reload (to the sign-in page), then ends."""
+    ending = await stream.until(lambda events: any(e.event == "reload" for e in events))
+    assert ending[-1].event == "reload"
+    with pytest.raises(EOFError):
+        await stream.next(timeout=5)
+
+
 async def test_the_streams_of_other_sessions_end_when_the_password_changes(
     app: AppProcess, seed: Seed,
 ) -> None:
@@ -110,10 +118,7 @@ async def test_the_streams_of_other_sessions_end_when_the_password_changes(
                                          data={"current_password": seed.password,
                                                "new_password": "a new one!"})
         assert changed.status_code == 200
-        ending = await stream.until(lambda events: any(e.event == "reload" for e in events))
-        assert ending[-1].event == "reload"
-        with pytest.raises(EOFError):
-            await stream.next(timeout=5)
+        await ends_with_a_reload(stream)
     await laptop.close()
     await phone.close()
 
@@ -127,10 +132,7 @@ async def test_signing_out_ends_that_sessions_stream(app: AppProcess, seed: Seed
         async with httpx.AsyncClient(base_url=app.url, cookies=cookies) as same_session:
             out = await same_session.post("/logout", headers={"X-CSRF-Token": agent.csrf})
             assert out.status_code == 303
-        ending = await stream.until(lambda events: any(e.event == "reload" for e in events))
-        assert ending[-1].event == "reload"
-        with pytest.raises(EOFError):
-            await stream.next(timeout=5)
+        await ends_with_a_reload(stream)
     await agent.close()
 
 
