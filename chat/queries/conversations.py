@@ -66,7 +66,7 @@ async def state(conn: Connection, conversation_id: int) -> ConversationState | N
 
 
 async def states(conn: Connection, ids: Collection[int]) -> list[ConversationState]:
-    rows = await conn.fetch(STATE + " WHERE c.id = ANY($1::bigint[])", list(ids))
+    rows = await conn.fetch(STATE + " WHERE c.id = ANY($1::bigint[]) ORDER BY c.id", list(ids))
     return [ConversationState.from_row(r) for r in rows]
 
 
