@@ -35,5 +35,8 @@ def clock(moment: datetime) -> str:
 environment.filters["clock"] = clock
 environment.filters["browser"] = browsers.describe
 environment.filters["linkify"] = links.linkify
-environment.globals["htmx_files"] = HTMX_FILES
+# What pages load. Not htmx's SSE extension: static/live.js holds the streams, one per browser.
+environment.globals["htmx_files"] = {
+    name: integrity for name, integrity in HTMX_FILES.items() if name != "ext/hx-sse.min.js"
+}
 environment.filters["isotime"] = lambda moment: moment.astimezone(UTC).isoformat()

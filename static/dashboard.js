@@ -1,7 +1,8 @@
-/* The dashboard's glue. htmx and its SSE stream keep the page live; this adds what is the
- * page's own business: which rows a tab shows, unread counts and the title, sounds and
- * desktop notifications, the reply box (optimistic send, canned responses), the
- * connection state, and keyboard shortcuts.
+/* The dashboard's glue. The live stream (static/live.js: one tab holds it for all the
+ * agent's tabs) keeps the page live through htmx; this adds what is the page's own business:
+ * which rows a tab shows, unread counts and the title (read in one tab, read in all), sounds
+ * (once per browser) and desktop notifications, the reply box (optimistic send, canned
+ * responses), the connection state, and keyboard shortcuts.
  */
 (function () {
   "use strict";
@@ -14,6 +15,14 @@
   var reads = inbox ? JSON.parse(inbox.dataset.reads || "{}") : {};
   var baseTitle = document.title;
   var known = new Set();
+  // What this page keeps live: its inbox rows (none on search results) and conversation.
+  var inboxKind = inbox && inbox.dataset.inbox || null;
+  var live = inboxKind || openId ? ChatLive.connect({
+    name: "agent:" + me,
+    url: function (watch, rows) { return "/stream?inbox=" + (rows || "") + "&watch=" + watch; },
+    headers: function () { return {}; },
+    credentials: "same-origin"
+  }) : null;
 
   function post(path, data) {
     return fetch(path, { method: "POST", body: data, credentials: "same-origin",
@@ -76,20 +85,33 @@
     var data = new FormData();
     data.append("count", count);
     post("/conversations/" + openId + "/read", data);
+    if (live) live.tell("read", { conversation: openId, count: count });
   }
   document.addEventListener("visibilitychange", refreshInbox);
+  if (live) {
+    live.on("read", function (data) {  // read in another tab
+      reads[data.conversation] = Math.max(reads[data.conversation] || 0, data.count);
+      refreshInbox();
+    });
+  }
 
   function announce(row) {
-    ChatMessages.chime();
     ChatMessages.announce("New conversation from " + row.querySelector(".visitor").textContent +
                           ": " + row.querySelector(".preview").textContent);
-    if (window.Notification && Notification.permission === "granted" && document.hidden) {
-      var name = row.querySelector(".visitor").textContent;
-      var note = new Notification("New conversation: " + name, {
-        body: row.querySelector(".preview").textContent, tag: row.id
-      });
-      note.onclick = function () { window.focus(); location.href = row.querySelector("a").href; };
-    }
+    // Every tab shows it; one of them (one that can play sound, if any) chimes.
+    ChatLive.once("new-" + row.id, function () {
+      ChatMessages.chime();
+      notify(row);
+    }, ChatMessages.canChime() ? 0 : 200);
+  }
+
+  function notify(row) {
+    if (!window.Notification || Notification.permission !== "granted" || !document.hidden) return;
+    var name = row.querySelector(".visitor").textContent;
+    var note = new Notification("New conversation: " + name, {
+      body: row.querySelector(".preview").textContent, tag: row.id
+    });
+    note.onclick = function () { window.focus(); location.href = row.querySelector("a").href; };
   }
 
   if (inbox) {
@@ -260,15 +282,14 @@
 
   var connection = document.getElementById("connection");
   function setConnection(text) { connection.textContent = text; }
-  document.addEventListener("htmx:sse:after:connection", function () { setConnection(""); });
-  document.addEventListener("htmx:sse:before:connection", function (event) {
-    if (event.detail.connection.attempt > 0) setConnection("Reconnecting…");
+  // Told by the tab that holds the stream, whichever it is.
+  document.addEventListener("live:connected", function () { setConnection(""); });
+  document.addEventListener("live:reconnecting", function () { setConnection("Reconnecting…"); });
+  // Everything (signed out, deactivated), or this page's conversation, must be shown anew.
+  document.addEventListener("reload", function (event) {
+    var named = event.detail && event.detail.data;
+    if (!named || named.split(",").indexOf(openId) >= 0) location.reload();
   });
-  document.addEventListener("htmx:sse:error", function () { setConnection("Reconnecting…"); });
-  document.addEventListener("htmx:sse:close", function () {
-    setConnection("Disconnected. Reload the page.");
-  });
-  document.addEventListener("reload", function () { location.reload(); });
 
   var toast = document.getElementById("toast");
   document.addEventListener("htmx:response:error", function (event) {
@@ -292,6 +313,8 @@
       setTimeout(function () { button.textContent = "Copy"; }, 2000);
     });
   });
+
+  if (live) live.need({ conversation: openId, seq: body.dataset.seq, inbox: inboxKind });
 
   if (window.Notification && Notification.permission === "default" && inbox) {
     var ask = document.createElement("button");
