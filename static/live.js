@@ -63,6 +63,7 @@ window.ChatLive = (function () {
     var mine = null, joined = false, leader = false, stopped = false, state = "";
     var release = null, lockRequest = null, heartbeat = null;
     var controller = null, restarting = false, regrowTimer = null, wakeUp = null;
+    var aim = null;  // what the leader streams, or is connecting or waiting to: {watch, inbox}
 
     function post(message) { if (channel) channel.postMessage(message); }
 
@@ -104,14 +105,24 @@ window.ChatLive = (function () {
       });
     }
 
+    /* A tab's need, heard (or this tab's own). ``join``: its page was just rendered, at
+     * ``need.seq``: anything later it may have missed. */
     function note(tab, need, join) {
       needs[tab] = { need: need, at: Date.now() };
       var c = need.conversation;
       if (join && c && !(pending[c] <= need.seq)) pending[c] = need.seq;
       if (!leader) return;
       // A dashboard page also needs the inbox as it is now, which only a new stream renders.
-      if (join && (need.inbox || (c && !(positions[c] <= need.seq)))) regrow();
+      if (!covers(need) || (join && (need.inbox || !(positions[c] <= need.seq)))) regrow();
       else shrunk();
+    }
+
+    function covers(need) {
+      if (!aim) return !need.conversation && !need.inbox;
+      var rows = !need.inbox || aim.inbox === "closed" || aim.inbox === need.inbox;
+      var c = need.conversation;
+      var full = Object.keys(aim.watch).length >= MAX_WATCHED;
+      return rows && (!c || c in aim.watch || full);
     }
 
     /* Nothing is live any more: let go of the stream (checked lazily, as tabs tell). */
@@ -133,7 +144,7 @@ window.ChatLive = (function () {
             receive(message.m);
             break;
           case "need":
-            if (!(message.tab in needs) && mine) announce(false);  // so the newcomer knows us
+            if (!(message.tab in needs) && mine) remind(false);  // so the newcomer knows us
             note(message.tab, message.need, message.join);
             if (leader && message.join) post({ t: "sync", positions: positions, state: state });
             break;
@@ -142,7 +153,7 @@ window.ChatLive = (function () {
             shrunk();
             break;
           case "leader":
-            if (mine) announce(false);
+            if (mine) remind(false);
             break;
           case "open":  // the leader (re)connected from these positions
             positions = message.watch;
@@ -170,14 +181,16 @@ window.ChatLive = (function () {
       });
     }
 
-    function announce(join) {
-      var need = mine;
-      var conversation = need.conversation;
-      if (conversation && positions[conversation] > need.seq) {
-        need = { conversation: conversation, seq: positions[conversation], inbox: need.inbox };
-      }
+    function announce(join, need) {
       note(me, need, join);
       post({ t: "need", tab: me, need: need, join: join });
+    }
+
+    /* Tell again what this tab needs, from where it is now (what it has received). */
+    function remind(join) {
+      var c = mine.conversation;
+      announce(join, c && positions[c] > mine.seq
+        ? { conversation: c, seq: positions[c], inbox: mine.inbox } : mine);
     }
 
     /* ---- the leader ------------------------------------------------------------------ */
@@ -216,7 +229,7 @@ window.ChatLive = (function () {
       });
       if (!count && !inbox) return null;
       var list = Object.keys(watch).map(function (c) { return c + "-" + watch[c]; }).join(",");
-      return { url: options.url(list, inbox), watch: watch };
+      return { url: options.url(list, inbox), watch: watch, inbox: inbox };
     }
 
     function start(conversation, seq) {
@@ -243,7 +256,7 @@ window.ChatLive = (function () {
     async function run() {
       var attempt = 0, retry = 1000;
       while (leader && !stopped) {
-        var target = wanted();
+        var target = aim = wanted();
         restarting = false;
         if (!target) { await nap(null); continue; }  // nothing is live: hold nothing
         var result = await stream(target, function (ms) { retry = ms; });
@@ -308,10 +321,10 @@ window.ChatLive = (function () {
         seq: +what.seq || 0, inbox: what.inbox || null
       } : { conversation: null, seq: 0, inbox: null };
       mine = next;
-      announce(true);
+      announce(true, mine);  // from where the page was rendered: it may have missed later ones
       if (!joined && (next.conversation || next.inbox)) {
         joined = true;  // a tab that never needs anything never holds or awaits the stream
-        heartbeat = setInterval(function () { announce(false); }, HEARTBEAT_MS);
+        heartbeat = setInterval(function () { remind(false); }, HEARTBEAT_MS);
         elect();
       }
     }
@@ -335,7 +348,7 @@ window.ChatLive = (function () {
       if (event.persisted && joined) location.reload();
     });
     // A frozen tab may have been forgotten meanwhile: it joins again from where it is.
-    document.addEventListener("resume", function () { if (mine && !stopped) announce(true); });
+    document.addEventListener("resume", function () { if (mine && !stopped) remind(true); });
 
     return {
       need: need,
