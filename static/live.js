@@ -110,10 +110,12 @@ window.ChatLive = (function () {
     function note(tab, need, join) {
       needs[tab] = { need: need, at: Date.now() };
       var c = need.conversation;
-      if (join && c && !(pending[c] <= need.seq)) pending[c] = need.seq;
+      // Behind the stream (or not on it yet): the entries in between must be sent again.
+      var behind = join && c && !(positions[c] <= need.seq);
+      if (behind && !(pending[c] <= need.seq)) pending[c] = need.seq;
       if (!leader) return;
       // A dashboard page also needs the inbox as it is now, which only a new stream renders.
-      if (!covers(need) || (join && (need.inbox || !(positions[c] <= need.seq)))) regrow();
+      if (!covers(need) || behind || (join && need.inbox)) regrow();
       else shrunk();
     }
 
@@ -146,7 +148,9 @@ window.ChatLive = (function () {
           case "need":
             if (!(message.tab in needs) && mine) remind(false);  // so the newcomer knows us
             note(message.tab, message.need, message.join);
-            if (leader && message.join) post({ t: "sync", positions: positions, state: state });
+            if (leader && message.join) {
+              post({ t: "sync", positions: positions, pending: pending, state: state });
+            }
             break;
           case "bye":
             delete needs[message.tab];
@@ -159,10 +163,11 @@ window.ChatLive = (function () {
             positions = message.watch;
             covered(message.watch);
             break;
-          case "sync":
+          case "sync":  // how far the stream is: what a newcomer could not know
             Object.keys(message.positions).forEach(function (c) {
               positions[c] = Math.max(positions[c] || 0, message.positions[c]);
             });
+            pending = message.pending;
             if (message.state) setState(message.state);
             break;
           case "state":
