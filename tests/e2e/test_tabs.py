@@ -29,6 +29,11 @@ new MutationObserver(records => records.forEach(r => r.addedNodes.forEach(node =
     window.__inserted[node.id] = (window.__inserted[node.id] || 0) + 1;
 }))).observe(document, {childList: true, subtree: true});
 """
+COUNT_CHIMES = """() => {
+  const chime = ChatMessages.chime;
+  window.__chimes = 0;
+  ChatMessages.chime = () => { window.__chimes++; chime(); };
+}"""
 FETCH_HEALTH = """async () => {
   const late = new Promise(resolve => setTimeout(() => resolve('still pending'), 5000));
   const health = fetch('/healthz', {cache: 'no-store'}).then(r => r.status, e => String(e));
@@ -155,11 +160,16 @@ def test_ten_dashboard_tabs_of_one_agent_all_stay_live(
         pages.append(page)
     for page in pages:  # every tab loaded, with the inbox
         expect(page.locator(".conversation-row")).to_have_count(3)
+        page.evaluate(COUNT_CHIMES)
 
-    conversation, token = start_conversation(widget, "A fourth visitor")
+    start_conversation(widget, "A fourth visitor")
     for page in pages[:-1]:  # live in every tab ("Mine" holds it, hidden)
         expect(row(page, "A fourth visitor")).to_be_visible()
     expect(row(pages[-1], "A fourth visitor")).to_be_hidden()
+    wait_until(pages[0], lambda: sum(p.evaluate("window.__chimes") for p in pages) == 1)
+    pages[0].wait_for_timeout(1000)  # a chime for the new conversation: one, not ten
+    assert sum(p.evaluate("window.__chimes") for p in pages) == 1
+
     for n, (conversation, token) in enumerate(started):
         visitor_says(visitor_app, widget.site_key, conversation, token, f"Only for tab {n}")
     for n, page in enumerate(pages[5:8]):  # each conversation tab: its own messages only
@@ -167,6 +177,8 @@ def test_ten_dashboard_tabs_of_one_agent_all_stay_live(
         expect(history.filter(has_text=f"Only for tab {n}")).to_have_count(1)
         expect(history.filter(has_text="Only for tab")).to_have_count(1)
     expect(pages[8].locator(".history .entry", has_text="Only for tab 0")).to_have_count(1)
+    for n in range(3):  # read in its conversation's tab, so read in the inbox tabs too
+        expect(row(pages[1], f"Only for tab {n}").locator(".unread")).to_be_hidden()
     wait_until(pages[0], lambda: streams.count() == 1)  # one stream for all ten
 
     agent_app.kill()  # every tab says so, whichever holds the stream
