@@ -230,3 +230,30 @@ def test_closing_the_tab_that_holds_the_stream_hands_it_over_with_nothing_lost_o
                             " e => e.id)")
         assert len(ids) == 4 and [inserted.get(id_) for id_ in ids] == [1] * 4, inserted
     agent.close()
+
+
+def test_without_web_locks_each_tab_streams_alone_as_before(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed,
+) -> None:
+    widget = embed(start_app(app_env))
+    visitor, agents = new_context(), new_context()
+    for context in (visitor, agents):
+        context.add_init_script("Object.defineProperty(navigator, 'locks', {value: undefined})")
+    visitor_streams, agent_streams = Streams(visitor), Streams(agents)
+    first = visitor.new_page()
+    send(open_widget(first, widget.host.url), "Hello without locks")
+    conversation = conversation_of(first.frame_locator("iframe[title=Chat]"))
+    frames = [first.frame_locator("iframe[title=Chat]"), open_widget(visitor.new_page(),
+                                                                     widget.host.url)]
+    inboxes = [sign_in(agents, widget.app, seed.email, seed.password), agents.new_page()]
+    for inbox in inboxes:
+        inbox.goto(widget.app.url + "/inbox?tab=open")
+    agent = AgentSession(widget.app.url, seed.email, seed.password)
+    agent.reply(conversation, "Still live in both")
+    for tab_frame in frames:
+        expect(tab_frame.locator(".entry.agent", has_text="Still live")).to_have_count(1)
+    for inbox in inboxes:
+        expect(row(inbox, "Still live in both")).to_be_visible()
+    wait_until(first, lambda: visitor_streams.count() == 2 and agent_streams.count() == 2)
+    agent.close()
