@@ -213,7 +213,6 @@ class Stream:
         logger.info("A %s stream's cursor %s for conversation %s is %s; asking for a reload",
                     self.view.audience, self.cursors.get(conversation.id), conversation.id,
                     reason)
-        self.sent.pop(conversation.id, None)
         return False
 
     async def _apply(self, change: Change) -> list[bytes]:

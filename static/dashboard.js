@@ -16,13 +16,15 @@
   var baseTitle = document.title;
   var known = new Set();
   // What this page keeps live: its inbox rows (none on search results) and conversation.
+  // Every page hears what the stream brings (a reload when signed out), but only these need
+  // one: admin pages hold none.
   var inboxKind = inbox && inbox.dataset.inbox || null;
-  var live = inboxKind || openId ? ChatLive.connect({
+  var live = ChatLive.connect({
     name: "agent:" + me,
     url: function (watch, rows) { return "/stream?inbox=" + (rows || "") + "&watch=" + watch; },
     headers: function () { return {}; },
     credentials: "same-origin"
-  }) : null;
+  });
 
   function post(path, data) {
     return fetch(path, { method: "POST", body: data, credentials: "same-origin",
@@ -85,15 +87,13 @@
     var data = new FormData();
     data.append("count", count);
     post("/conversations/" + openId + "/read", data);
-    if (live) live.tell("read", { conversation: openId, count: count });
+    live.tell("read", { conversation: openId, count: count });
   }
   document.addEventListener("visibilitychange", refreshInbox);
-  if (live) {
-    live.on("read", function (data) {  // read in another tab
-      reads[data.conversation] = Math.max(reads[data.conversation] || 0, data.count);
-      refreshInbox();
-    });
-  }
+  live.on("read", function (data) {  // read in another tab
+    reads[data.conversation] = Math.max(reads[data.conversation] || 0, data.count);
+    refreshInbox();
+  });
 
   function announce(row) {
     ChatMessages.announce("New conversation from " + row.querySelector(".visitor").textContent +
@@ -314,7 +314,9 @@
     });
   });
 
-  if (live) live.need({ conversation: openId, seq: body.dataset.seq, inbox: inboxKind });
+  if (inboxKind || openId) {
+    live.need({ conversation: openId, seq: body.dataset.seq, inbox: inboxKind });
+  }
 
   if (window.Notification && Notification.permission === "default" && inbox) {
     var ask = document.createElement("button");

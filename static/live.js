@@ -335,6 +335,7 @@ window.ChatLive = (function () {
     }
 
     function stop() {
+      if (stopped) return;
       stopped = true;
       leader = false;
       clearInterval(heartbeat);
