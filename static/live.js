@@ -39,13 +39,15 @@ window.ChatLive = (function () {
   /* Run ``fn`` in one tab of this browser only, for ``key`` (a sound for one message). */
   function once(key, fn, delay) {
     if (!shared) { fn(); return; }
+    var ran = false;
     setTimeout(function () {
       locks.request("chat-once:" + key, { ifAvailable: true }, function (lock) {
         if (!lock) return;
+        ran = true;
         fn();
         // Held a while, so that tabs that see the same message later find it taken.
         return new Promise(function (resolve) { setTimeout(resolve, 60000); });
-      });
+      }).catch(function () { if (!ran) fn(); });  // locks refused: as if alone
     }, delay || 0);
   }
 
@@ -209,7 +211,14 @@ window.ChatLive = (function () {
         lead();
         post({ t: "leader", tab: me });
         return new Promise(function (resolve) { release = resolve; });
-      }).catch(function () { /* stopped while waiting */ });
+      }).catch(function (error) {
+        if (stopped || error.name === "AbortError") return;  // stopped while waiting
+        // Locks refused (a third-party frame may be denied them): this tab streams alone.
+        sharing = false;
+        channel.close();
+        channel = null;
+        lead();
+      });
     }
 
     function lead() {

@@ -33,7 +33,8 @@
     if (event.origin !== hostOrigin || event.source !== window.parent) return;
     var message = event.data || {};
     if (message.type === "init") {
-      if (window.parent !== window) ChatLive.setLocks(message.locks ? hostLocks : null);
+      // The host's tabs elect among themselves (this frame's own locks may be refused).
+      if (window.parent !== window) ChatLive.setLocks(message.locks ? hostLocks : navigator.locks);
       state.token = typeof message.token === "string" ? message.token : null;
       state.page = message.page || null;
       state.open = !!message.open;
@@ -130,7 +131,7 @@
 
   function join(token) {
     var joined = ChatLive.connect({
-      name: "visitor:" + site + ":" + token,
+      name: "visitor:" + site + ":" + hostOrigin + ":" + token,  // as the host's locks are
       url: function (watch) { return base + "/stream?watch=" + watch; },
       headers: function () { return { "X-Visitor-Token": token }; },
       credentials: "omit"
