@@ -61,6 +61,9 @@ async def publish_reload(broker: Broker, topic: str) -> None:
         logger.exception("Publishing a reload to %s failed", topic)
 
 
+CURSOR = re.compile(r"([0-9]{1,18})-([0-9]{1,18})")  # ids and sequences fit in a bigint
+
+
 @dataclass(frozen=True, slots=True)
 class Cursor:
     """A position in one conversation's history, carried in SSE ``id:`` lines as ``C-S``."""
@@ -74,12 +77,9 @@ class Cursor:
     @classmethod
     def parse(cls, value: str | None) -> Cursor | None:
         """The cursor in ``value``, or None when it is absent or malformed."""
-        if not value:
-            return None
-        conversation, sep, seq = value.strip().partition("-")
-        if not sep or not conversation.isdigit() or not seq.isdigit():
-            return None
-        return cls(int(conversation), int(seq))
+        # ASCII digits only: str.isdigit() also accepts "²", which int() then refuses.
+        match = CURSOR.fullmatch(value.strip()) if value else None
+        return cls(int(match[1]), int(match[2])) if match else None
 
 
 LINE_END = re.compile(r"\r\n|\r|\n")

@@ -17,9 +17,18 @@ from chat.templating import render
 Audience = Literal["visitor", "agent"]
 RETRY_MS = 2000
 
+# A reload with no data: everything on the page (signed out, the stream's state can no
+# longer be shown). With data: only what shows the conversations it names (see reload()).
 RELOAD = frame("", event="reload", retry=RETRY_MS)
 # htmx 4 ignores a block with only ``retry:``; a named event carries it.
 HELLO = frame("", event="hello", retry=RETRY_MS)
+
+
+def reload(conversation_ids: Sequence[int] = ()) -> bytes:
+    """Ask pages to reload what shows ``conversation_ids`` (comma-separated), or all."""
+    if not conversation_ids:
+        return RELOAD
+    return frame(",".join(map(str, conversation_ids)), event="reload", retry=RETRY_MS)
 
 
 class FrameCache:

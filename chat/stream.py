@@ -5,13 +5,15 @@ A stream carries two kinds of data (see the design, section 5):
 - **state** (inbox rows, a conversation's status) is re-rendered from the database whenever
   the stream (re)connects or resyncs, and afterwards updated from published changes,
   dropping any change older than what was already shown (each state has a version);
-- **history** of at most one conversation is sent with ``id: C-S`` cursors: replayed from
-  the database after the client's cursor, then live, never sending a sequence twice and
-  filling from the database any gap that the broker's ordering left.
+- **history** of the conversations the stream watches (one page's, or every tab's of a
+  browser when one tab holds the stream for all) is sent with ``id: C-S`` cursors: for
+  each conversation, replayed from the database after the client's cursor, then live,
+  never sending a sequence twice and filling from the database any gap that the broker's
+  ordering left.
 
-Order on (re)connect: subscribe, re-render state, replay history, then live. A cursor that
-cannot be served (another conversation, beyond the end, or too far behind) gets a
-``reload`` event and the stream ends.
+Order on (re)connect: subscribe, re-render state, replay history, then live. Cursors that
+cannot be served (another conversation, beyond the end, or too far behind) get a
+``reload`` event naming their conversations, and the stream ends.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -54,12 +56,13 @@ class View(Protocol):
     def topics(self) -> Sequence[str]: ...
 
     @property
-    def conversation_id(self) -> int | None:
-        """Whose history this stream carries, if any."""
+    def watched(self) -> Collection[int]:
+        """The conversations whose history this stream carries (maybe none)."""
         ...
 
     async def snapshot(self, conn: Connection) -> tuple[list[bytes], list[ConversationState]]:
-        """Frames that re-render all of this view's state, and the states they showed."""
+        """Frames that re-render all of this view's state, and the states they showed
+        (every watched conversation's among them)."""
         ...
 
     def state_frames(self, state: ConversationState) -> list[bytes]:
@@ -81,15 +84,22 @@ class StreamLimits:
 
 @dataclass
 class Stream:
-    """One client's stream; iterate :meth:`frames` inside an SSE response."""
+    """One client's stream; iterate :meth:`frames` inside an SSE response.
+
+    ``cursors`` says where the client is in each watched conversation; one without a
+    cursor is live from now on. A cursor may name another conversation than the one it
+    stands for (a ``Last-Event-ID`` from elsewhere): that one cannot be served.
+    """
 
     svc: Services
     view: View
-    cursor: Cursor | None
+    cursors: Mapping[int, Cursor | None] = field(default_factory=dict)
     limits: StreamLimits = field(default_factory=StreamLimits)
-    last_seq: int | None = None  # the newest history sequence the client has, once known
+    # The newest history sequence the client has, by watched conversation, once known.
+    sent: dict[int, int] = field(default_factory=dict)
     versions: dict[int, int] = field(default_factory=dict)  # newest state shown, by conversation
     shown: dict[int, list[bytes]] = field(default_factory=dict)  # its frames, by conversation
+    refused: list[int] = field(default_factory=list)  # conversations whose cursor can't be served
     # Set when the client fell behind, so the response can end even while blocked sending.
     fell_behind: asyncio.Event = field(default_factory=asyncio.Event)
     stopping: bool = False
@@ -108,8 +118,10 @@ class Stream:
             async with subscribed(self.svc.broker, self.view.topics, self.limits.queue_size,
                                   self.fell_behind.set) as sub:
                 self._subscription = sub
-                yield frames.HELLO
                 batch, source = await self._catch_up(), "replay"
+                # Only now: a client that writes once it has the hello is sure to hear of it,
+                # even without a cursor (live from the catch-up's "now").
+                yield frames.HELLO
                 while batch is not None:
                     if batch:
                         # One write per wake-up, however many events it carries.
@@ -131,26 +143,27 @@ class Stream:
                         batch, source = await self._apply(decode(item.payload)), "live"
                     else:
                         batch, source = await self._catch_up(), "resync"
-                yield frames.RELOAD
+                yield frames.reload(self.refused)
         finally:
             metrics.STREAMS_OPEN.labels(audience).dec()
 
     async def _catch_up(self) -> list[bytes] | None:
-        """Re-render state, then replay history after the client's position.
+        """Re-render state, then replay each watched conversation's history after the
+        client's position in it.
 
-        None when the client's position cannot be served and it must reload instead.
+        None when a position cannot be served (see ``refused``) and the client must
+        reload instead.
         """
         async with self.svc.pool.acquire() as conn:
             batch, states = await self.view.snapshot(conn)
             self._remember(states)
             self.shown.clear()  # the snapshot re-rendered everything
-            conversation = next((s for s in states if s.id == self.view.conversation_id), None)
-            if conversation is None:
-                return batch
-            position = self._position(conversation)
-            if position is None:
+            watched = {s.id: s for s in states if s.id in self.view.watched}
+            self.refused = [id_ for id_, state in watched.items() if not self._position(state)]
+            if self.refused:
                 return None
-            batch += self._frames(await self._history(conn, position, conversation.last_seq))
+            for state in watched.values():
+                batch += self._frames(await self._history(conn, state.id, state.last_seq))
         return batch
 
     async def _check(self) -> list[bytes] | None:
@@ -161,8 +174,8 @@ class Stream:
         """
         async with self.svc.pool.acquire() as conn:
             now = await self.view.positions(conn, self.versions.keys())
-        history = now.get(self.view.conversation_id or 0)
-        behind = history is not None and history[0] > (self.last_seq or 0)
+        behind = any(now[id_][0] > self.sent.get(id_, 0) for id_ in self.view.watched
+                     if id_ in now)
         stale = [(id_, version) for id_, (_, version) in now.items()
                  if version > self.versions.get(id_, 0)]
         if not behind and not stale:
@@ -174,27 +187,33 @@ class Stream:
             self.versions[id_] = version
         return await self._catch_up()
 
-    def _position(self, conversation: ConversationState) -> int | None:
-        """Where replay starts: the client's cursor, or now; None if that cannot be served."""
-        if self.last_seq is None and self.cursor is None:
-            self.last_seq = conversation.last_seq  # no cursor: live from now on
-        elif self.last_seq is None:
-            assert self.cursor is not None
-            if self.cursor.conversation_id != conversation.id:
-                return self._refuse("foreign")
-            self.last_seq = self.cursor.seq
-        behind = conversation.last_seq - self.last_seq
-        if behind < 0:
-            return self._refuse("ahead")
-        if behind > self.limits.replay_limit:
-            return self._refuse("behind")
-        return self.last_seq
+    def _position(self, conversation: ConversationState) -> bool:
+        """Settle where replay of ``conversation`` starts: the client's cursor, or now.
 
-    def _refuse(self, reason: str) -> int | None:
+        False if that position cannot be served.
+        """
+        id_ = conversation.id
+        if id_ not in self.sent:
+            cursor = self.cursors.get(id_)
+            if cursor is None:
+                self.sent[id_] = conversation.last_seq  # no cursor: live from now on
+            elif cursor.conversation_id != id_:
+                return self._refuse(conversation, "foreign")
+            else:
+                self.sent[id_] = cursor.seq
+        behind = conversation.last_seq - self.sent[id_]
+        if behind < 0:
+            return self._refuse(conversation, "ahead")
+        if behind > self.limits.replay_limit:
+            return self._refuse(conversation, "behind")
+        return True
+
+    def _refuse(self, conversation: ConversationState, reason: str) -> bool:
         metrics.STREAM_RELOADS.labels(self.view.audience, reason).inc()
-        logger.info("A %s stream's cursor %s is %s; asking for a reload",
-                    self.view.audience, self.cursor, reason)
-        return None
+        logger.info("A %s stream's cursor %s for conversation %s is %s; asking for a reload",
+                    self.view.audience, self.cursors.get(conversation.id), conversation.id,
+                    reason)
+        return False
 
     async def _apply(self, change: Change) -> list[bytes]:
         """Frames for a published change: its state if newer, its entries if not yet sent."""
@@ -206,37 +225,39 @@ class Stream:
             if shown != self.shown.get(state.id):  # most messages leave the status as it was
                 self.shown[state.id] = shown
                 batch += shown
-        if state.id != self.view.conversation_id or self.last_seq is None:
+        if state.id not in self.sent:  # not watched, or not caught up with yet
             return batch
         metrics.DELIVERY_LAG.observe(max(0.0, time.time() - change.published_at))
         for entry in change.entries:
-            if entry.seq <= self.last_seq:
+            sent = self.sent[state.id]
+            if entry.seq <= sent:
                 continue  # already sent: replayed, or fetched by a gap fill
-            if entry.seq > self.last_seq + 1:
+            if entry.seq > sent + 1:
                 # The broker delivered this before an earlier entry: fill from the log.
                 metrics.GAP_FILLS.labels(self.view.audience).inc()
                 async with self.svc.pool.acquire() as conn:
-                    batch += self._frames(await self._history(conn, self.last_seq, entry.seq))
+                    batch += self._frames(await self._history(conn, state.id, entry.seq))
             else:
                 batch += self._frames([entry])
         return batch
 
-    async def _history(self, conn: Connection, after: int, up_to: int) -> list[Entry]:
-        """Entries in (after, up_to] that this audience sees, oldest first; moves past them."""
-        assert self.view.conversation_id is not None
+    async def _history(self, conn: Connection, conversation_id: int, up_to: int) -> list[Entry]:
+        """The conversation's entries after what was sent, up to ``up_to``, that this
+        audience sees, oldest first; moves past them."""
+        after = self.sent[conversation_id]
         if up_to <= after:
             return []
-        entries = await messages.after(conn, self.view.conversation_id, after, up_to - after,
+        entries = await messages.after(conn, conversation_id, after, up_to - after,
                                        notes=self.view.audience == "agent")
-        self.last_seq = up_to  # entries this audience does not see count as seen
+        self.sent[conversation_id] = up_to  # entries this audience does not see count as seen
         return entries
 
     def _frames(self, entries: Sequence[Entry]) -> list[bytes]:
         """Frames for new entries, advancing the position past each (hidden ones too)."""
         batch = []
         for entry in entries:
-            assert self.last_seq is not None
-            self.last_seq = max(self.last_seq, entry.seq)
+            id_ = entry.conversation_id
+            self.sent[id_] = max(self.sent[id_], entry.seq)
             if self.view.audience == "agent" or entry.visible_to_visitor:
                 batch.append(frames.entry(entry, self.view.audience))
         return batch

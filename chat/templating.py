@@ -35,5 +35,6 @@ def clock(moment: datetime) -> str:
 environment.filters["clock"] = clock
 environment.filters["browser"] = browsers.describe
 environment.filters["linkify"] = links.linkify
+# What pages load; not htmx's SSE extension: static/live.js holds the streams, one per browser.
 environment.globals["htmx_files"] = HTMX_FILES
 environment.filters["isotime"] = lambda moment: moment.astimezone(UTC).isoformat()

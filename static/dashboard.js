@@ -1,7 +1,8 @@
-/* The dashboard's glue. htmx and its SSE stream keep the page live; this adds what is the
- * page's own business: which rows a tab shows, unread counts and the title, sounds and
- * desktop notifications, the reply box (optimistic send, canned responses), the
- * connection state, and keyboard shortcuts.
+/* The dashboard's glue. The live stream (static/live.js: one tab holds it for all the
+ * agent's tabs) keeps the page live through htmx; this adds what is the page's own business:
+ * which rows a tab shows, unread counts and the title (read in one tab, read in all), sounds
+ * (once per browser) and desktop notifications, the reply box (optimistic send, canned
+ * responses), the connection state, and keyboard shortcuts.
  */
 (function () {
   "use strict";
@@ -14,6 +15,16 @@
   var reads = inbox ? JSON.parse(inbox.dataset.reads || "{}") : {};
   var baseTitle = document.title;
   var known = new Set();
+  // What this page keeps live: its inbox rows (none on search results) and conversation.
+  // Every page hears what the stream brings (a reload when signed out), but only these need
+  // one: admin pages hold none.
+  var inboxKind = inbox && inbox.dataset.inbox || null;
+  var live = ChatLive.connect({
+    name: "agent:" + me,
+    url: function (watch, rows) { return "/stream?inbox=" + (rows || "") + "&watch=" + watch; },
+    headers: function () { return {}; },
+    credentials: "same-origin"
+  });
 
   function post(path, data) {
     return fetch(path, { method: "POST", body: data, credentials: "same-origin",
@@ -76,20 +87,31 @@
     var data = new FormData();
     data.append("count", count);
     post("/conversations/" + openId + "/read", data);
+    live.tell("read", { conversation: openId, count: count });
   }
   document.addEventListener("visibilitychange", refreshInbox);
+  live.on("read", function (data) {  // read in another tab
+    reads[data.conversation] = Math.max(reads[data.conversation] || 0, data.count);
+    refreshInbox();
+  });
 
   function announce(row) {
-    ChatMessages.chime();
     ChatMessages.announce("New conversation from " + row.querySelector(".visitor").textContent +
                           ": " + row.querySelector(".preview").textContent);
-    if (window.Notification && Notification.permission === "granted" && document.hidden) {
-      var name = row.querySelector(".visitor").textContent;
-      var note = new Notification("New conversation: " + name, {
-        body: row.querySelector(".preview").textContent, tag: row.id
-      });
-      note.onclick = function () { window.focus(); location.href = row.querySelector("a").href; };
-    }
+    // Every tab shows it; one of them (one that can play sound, if any) chimes.
+    ChatLive.once("new-" + row.id, function () {
+      ChatMessages.chime();
+      notify(row);
+    }, ChatMessages.canChime() ? 0 : 200);
+  }
+
+  function notify(row) {
+    if (!window.Notification || Notification.permission !== "granted" || !document.hidden) return;
+    var name = row.querySelector(".visitor").textContent;
+    var note = new Notification("New conversation: " + name, {
+      body: row.querySelector(".preview").textContent, tag: row.id
+    });
+    note.onclick = function () { window.focus(); location.href = row.querySelector("a").href; };
   }
 
   if (inbox) {
@@ -261,19 +283,18 @@
 
   var connection = document.getElementById("connection");
   function setConnection(text) { connection.textContent = text; }
-  document.addEventListener("htmx:sse:after:connection", function () { setConnection(""); });
-  document.addEventListener("htmx:sse:before:connection", function (event) {
-    if (event.detail.connection.attempt > 0) setConnection("Reconnecting…");
-  });
-  document.addEventListener("htmx:sse:error", function () { setConnection("Reconnecting…"); });
-  document.addEventListener("htmx:sse:close", function () {
-    setConnection("Disconnected. Reload the page.");
-  });
-  // The server ended this page's state (signed out, deactivated): reload, unless the page
-  // is already leaving (this tab's own sign-out, whose redirect must win).
+  // Told by the tab that holds the stream, whichever it is.
+  document.addEventListener("live:connected", function () { setConnection(""); });
+  document.addEventListener("live:reconnecting", function () { setConnection("Reconnecting…"); });
+  // Everything (signed out, deactivated), or this page's conversation, must be shown anew;
+  // unless the page is already leaving (this tab's own sign-out, whose redirect must win).
   var leaving = false;
   window.addEventListener("beforeunload", function () { leaving = true; });
-  document.addEventListener("reload", function () { if (!leaving) location.reload(); });
+  document.addEventListener("reload", function (event) {
+    var named = event.detail && event.detail.data;
+    if (leaving) return;
+    if (!named || named.split(",").indexOf(openId) >= 0) location.reload();
+  });
 
   var toast = document.getElementById("toast");
   document.addEventListener("htmx:response:error", function (event) {
@@ -297,6 +318,10 @@
       setTimeout(function () { button.textContent = "Copy"; }, 2000);
     });
   });
+
+  if (inboxKind || openId) {
+    live.need({ conversation: openId, seq: body.dataset.seq, inbox: inboxKind });
+  }
 
   if (window.Notification && Notification.permission === "default" && inbox) {
     var ask = document.createElement("button");

@@ -108,8 +108,11 @@ window.ChatMessages = (function () {
     }, { once: true, capture: true });
   });
 
+  /* Whether a chime would be heard from this tab (it has had a gesture). */
+  function canChime() { return !!audio && audio.state === "running"; }
+
   function chime() {
-    if (!audio || audio.state !== "running") return;
+    if (!canChime()) return;
     var now = audio.currentTime;
     [880, 660].forEach(function (pitch, index) {
       var start = now + index * 0.12;
@@ -126,5 +129,5 @@ window.ChatMessages = (function () {
   }
 
   return { pending: pending, sending: sending, settle: settle, fail: fail, arrived: arrived,
-           announce: announce, prependOlder: prependOlder, chime: chime };
+           announce: announce, prependOlder: prependOlder, chime: chime, canChime: canChime };
 })();

@@ -1,6 +1,9 @@
 /* The widget iframe's glue: talks to the loader on the host page, sends messages with an
- * optimistic bubble, and reacts to entries that htmx's SSE stream inserts (dedupe, scroll,
- * unread count, sound, announcements). No build step, no dependencies beyond htmx.
+ * optimistic bubble, and reacts to entries that the live stream inserts (dedupe, scroll,
+ * unread count, sound, announcements). One tab of the visitor's holds the stream for all
+ * their tabs (static/live.js), and the tabs keep unread counts and sounds in step: a reply
+ * read in one tab is read in all, and it chimes once, not once per tab. No build step, no
+ * dependencies beyond htmx.
  */
 (function () {
   "use strict";
@@ -20,6 +23,7 @@
     muted: readMuted(), identity: null, seen: new Set()
   };
   window.chatFrame = { sounds: 0, state: state };  // a hook for tests and embedders
+  var live = null;  // the visitor's share of the stream, once they have a conversation
 
   function toHost(message) {
     if (window.parent !== window) window.parent.postMessage(message, hostOrigin);
@@ -29,6 +33,8 @@
     if (event.origin !== hostOrigin || event.source !== window.parent) return;
     var message = event.data || {};
     if (message.type === "init") {
+      // The host's tabs elect among themselves (this frame's own locks may be refused).
+      if (window.parent !== window) ChatLive.setLocks(message.locks ? hostLocks : navigator.locks);
       state.token = typeof message.token === "string" ? message.token : null;
       state.page = message.page || null;
       state.open = !!message.open;
@@ -36,15 +42,44 @@
       load(null);
     } else if (message.type === "open") {
       state.open = true;
-      setUnread(0);
+      read();
       box.focus();
       scrollToEnd(true);  // laid out only now if the frame loaded while closed
     } else if (message.type === "close") {
       state.open = false;
     } else if (message.type === "identify") {
       applyIdentity(message.identity);
+    } else if (message.type === "locked" && lockCalls[message.id]) {
+      lockCalls[message.id](message.granted);
     }
   });
+
+  /* The host page's Web Locks, lent by the loader, in the shape of navigator.locks: this
+   * third-party frame may be denied its own, and the host's tabs are the ones to elect among. */
+  var lockCalls = {}, lockCount = 0;
+  var hostLocks = {
+    request: function (name, options, callback) {
+      var id = ++lockCount;
+      return new Promise(function (resolve, reject) {
+        lockCalls[id] = function (granted) {
+          delete lockCalls[id];
+          Promise.resolve(callback(granted ? { name: name } : null)).then(function (value) {
+            if (granted) toHost({ type: "unlock", id: id });
+            resolve(value);
+          }, reject);
+        };
+        if (options.signal) {
+          options.signal.addEventListener("abort", function () {
+            if (!lockCalls[id]) return;  // granted already: the callback's promise releases it
+            delete lockCalls[id];
+            toHost({ type: "unlock", id: id });
+            reject(new DOMException("Gave up waiting for the lock", "AbortError"));
+          });
+        }
+        toHost({ type: "lock", id: id, name: name, ifAvailable: !!options.ifAvailable });
+      });
+    }
+  };
 
   function applyIdentity(identity) {
     state.identity = identity || state.identity;
@@ -76,6 +111,36 @@
     applyIdentity(null);
     pastLink.hidden = !state.token;
     scrollToEnd(true);  // a conversation opens at its latest message
+    follow(view);
+    if (watching()) read();
+  }
+
+  /* Keep the conversation on view live; a view without one needs nothing. */
+  function follow(view) {
+    var conversation = view && view.dataset.conversation;
+    if (!conversation || !state.token) {
+      if (live) live.need(null);
+      return;
+    }
+    if (!live || live.token !== state.token) {  // the tabs of one visitor share a stream
+      if (live) live.stop();
+      live = join(state.token);
+    }
+    live.need({ conversation: conversation, seq: view.dataset.seq });
+  }
+
+  function join(token) {
+    var joined = ChatLive.connect({
+      name: "visitor:" + site + ":" + hostOrigin + ":" + token,  // as the host's locks are
+      url: function (watch) { return base + "/stream?watch=" + watch; },
+      headers: function () { return { "X-Visitor-Token": token }; },
+      credentials: "omit"
+    });
+    joined.token = token;
+    joined.on("read", function (data) {
+      if (data.conversation === state.conversation) setUnread(0);
+    });
+    return joined;
   }
 
   function load(id) {
@@ -254,11 +319,23 @@
     var text = entry.querySelector(".body");
     ChatMessages.announce((author ? author.textContent + ": " : "") +
                           (text ? text.textContent : ""));
-    if (!state.open || document.hidden) {
+    if (watching()) {
+      read();
+      ChatLive.once(entry.id, function () {});  // seen here: no other tab chimes for it
+    } else {
       setUnread(state.unread + 1);
-      chime();
+      chime(entry.id);
     }
   }
+
+  function watching() { return state.open && !document.hidden; }
+
+  /* The visitor has the conversation in front of them: nothing is unread, in any tab. */
+  function read() {
+    setUnread(0);
+    if (live && state.conversation) live.tell("read", { conversation: state.conversation });
+  }
+  document.addEventListener("visibilitychange", function () { if (watching()) read(); });
 
   function setUnread(count) {
     state.unread = count;
@@ -270,21 +347,33 @@
   function readMuted() {
     try { return localStorage.getItem("chatwidget:muted") === "1"; } catch (e) { return false; }
   }
-  muteButton.setAttribute("aria-pressed", String(state.muted));
+  function showMuted() { muteButton.setAttribute("aria-pressed", String(state.muted)); }
+  showMuted();
   muteButton.addEventListener("click", function () {
     state.muted = !state.muted;
-    muteButton.setAttribute("aria-pressed", String(state.muted));
+    showMuted();
     try { localStorage.setItem("chatwidget:muted", state.muted ? "1" : "0"); } catch (e) {}
   });
+  window.addEventListener("storage", function (event) {  // muted in another tab
+    if (event.key === "chatwidget:muted") { state.muted = readMuted(); showMuted(); }
+  });
 
-  function chime() {
+  /* Once per browser for ``key``, preferably by a tab that can play sound (one the visitor
+   * has interacted with). */
+  function chime(key) {
     if (state.muted) return;
-    window.chatFrame.sounds += 1;
-    toHost({ type: "sound" });
-    ChatMessages.chime();
+    ChatLive.once(key, function () {
+      window.chatFrame.sounds += 1;
+      toHost({ type: "sound" });
+      ChatMessages.chime();
+    }, ChatMessages.canChime() ? 100 : 300);
   }
 
-  document.body.addEventListener("reload", function () { load(state.conversation); });
+  // The stream cannot serve this conversation (or anything): show it anew from the server.
+  document.body.addEventListener("reload", function (event) {
+    var named = event.detail && event.detail.data;
+    if (!named || named.split(",").indexOf(state.conversation) >= 0) load(state.conversation);
+  });
 
   toHost({ type: "ready", color: body.dataset.color, ink: body.dataset.ink });
 })();

@@ -112,8 +112,20 @@ class Visitor:
         async with open_stream(self.http, url, self.headers, after, last_event_id) as reader:
             yield reader
 
+    @asynccontextmanager
+    async def watch(self, cursors: dict[int, int]) -> AsyncIterator[EventReader]:
+        """The visitor's shared stream (what one tab holds for all), from ``cursors``."""
+        url = f"/widget/{self.site_key}/stream"
+        query = {"watch": watch_param(cursors)}
+        async with open_stream(self.http, url, self.headers, None, None, query) as reader:
+            yield reader
+
     async def close(self) -> None:
         await self.http.aclose()
+
+
+def watch_param(cursors: dict[int, int]) -> str:
+    return ",".join(f"{conversation}-{seq}" for conversation, seq in cursors.items())
 
 
 class Agent:
@@ -145,8 +157,13 @@ class Agent:
 
     @asynccontextmanager
     async def stream(self, conversation_id: int | None = None, after: int | None = None,
-                     last_event_id: str | None = None) -> AsyncIterator[EventReader]:
+                     last_event_id: str | None = None, watch: dict[int, int] | None = None,
+                     inbox: str | None = None) -> AsyncIterator[EventReader]:
         query = {"conversation": str(conversation_id)} if conversation_id else {}
+        if watch is not None:
+            query["watch"] = watch_param(watch)
+        if inbox is not None:
+            query["inbox"] = inbox
         async with open_stream(self.http, "/stream", {}, after, last_event_id, query) as reader:
             yield reader
 

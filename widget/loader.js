@@ -3,7 +3,9 @@
  * It adds a launcher button and, on demand, an iframe served by the chat app. It keeps the
  * visitor's token in this page's storage and hands it to the iframe by postMessage (exact
  * target origin, checked sender), so no third-party cookie is needed. Its only global is
- * window.ChatWidget; its markup and styles live in a shadow root.
+ * window.ChatWidget; its markup and styles live in a shadow root. It also lends the frame
+ * this page's Web Locks (a third-party frame may have none), so that one of the visitor's
+ * tabs holds the chat's live stream for all of them.
  */
 (function () {
   "use strict";
@@ -54,6 +56,7 @@
   var launcher = root.querySelector(".launcher");
   var badge = root.querySelector(".badge");
   var frame = null;
+  var locks = {};  // the frame's locks: id -> release (or, while waiting, give up)
 
   function createFrame() {
     if (frame) return;
@@ -115,7 +118,8 @@
         if (/^#[0-9a-f]{6}$/i.test(message.color)) launcher.style.background = message.color;
         if (/^#[0-9a-f]{6}$/i.test(message.ink)) launcher.style.color = message.ink;
         frame.contentWindow.postMessage({ type: "init", token: state.token, open: state.open,
-          page: window.location.href, identity: state.identity || null }, app);
+          page: window.location.href, identity: state.identity || null,
+          locks: !!navigator.locks }, app);
         state.queue.splice(0).forEach(post);
         break;
       case "token":
@@ -130,8 +134,27 @@
       case "sound":
         window.dispatchEvent(new CustomEvent("chatwidget:sound"));
         break;
+      case "lock":
+        lock(message);
+        break;
+      case "unlock":
+        if (locks[message.id]) locks[message.id]();
+        delete locks[message.id];
+        break;
     }
   });
+
+  function lock(message) {
+    var id = message.id;
+    var wait = new AbortController();
+    var options = message.ifAvailable ? { ifAvailable: true } : { signal: wait.signal };
+    if (!navigator.locks || typeof message.name !== "string") return;
+    if (!message.ifAvailable) locks[id] = function () { wait.abort(); };
+    navigator.locks.request("chatwidget:" + message.name, options, function (held) {
+      post({ type: "locked", id: id, granted: !!held });
+      if (held) return new Promise(function (resolve) { locks[id] = resolve; });
+    }).catch(function () { /* given up while waiting */ });
+  }
 
   function start() {
     document.body.appendChild(host);

@@ -65,6 +65,27 @@ async def state(conn: Connection, conversation_id: int) -> ConversationState | N
     return ConversationState.from_row(row) if row else None
 
 
+async def states(conn: Connection, ids: Collection[int]) -> list[ConversationState]:
+    rows = await conn.fetch(STATE + " WHERE c.id = ANY($1::bigint[]) ORDER BY c.id", list(ids))
+    return [ConversationState.from_row(r) for r in rows]
+
+
+async def owned_by(conn: Connection, visitor_id: int, ids: Collection[int]) -> set[int]:
+    """Which of ``ids`` are the visitor's conversations."""
+    rows = await conn.fetch(
+        "SELECT id FROM conversations WHERE visitor_id = $1 AND id = ANY($2::bigint[])",
+        visitor_id, list(ids),
+    )
+    return {row["id"] for row in rows}
+
+
+async def existing(conn: Connection, ids: Collection[int]) -> set[int]:
+    """Which of ``ids`` are conversations."""
+    rows = await conn.fetch("SELECT id FROM conversations WHERE id = ANY($1::bigint[])",
+                            list(ids))
+    return {row["id"] for row in rows}
+
+
 async def latest_of_visitor(
     conn: Connection, visitor_id: int, conversation_id: int | None = None
 ) -> ConversationState | None:
@@ -84,13 +105,6 @@ async def of_visitor(conn: Connection, visitor_id: int, limit: int) -> list[Conv
         visitor_id, limit,
     )
     return [ConversationState.from_row(r) for r in rows]
-
-
-async def exists(conn: Connection, conversation_id: int) -> bool:
-    found: bool = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM conversations WHERE id = $1)", conversation_id
-    )
-    return found
 
 
 Position = tuple[int, int]  # (last_seq, version): enough to tell whether a stream missed anything

@@ -1,5 +1,5 @@
 """The agent's side: the inbox and conversation pages, replies, notes, status changes, and
-one stream per dashboard page that keeps all of it live."""
+the stream that keeps all of it live (one per browser: one tab holds it for the others)."""
 
 from __future__ import annotations
 
@@ -24,12 +24,13 @@ from chat.services import Services, services
 from chat.templating import render, templates
 from chat.web.auth import SESSION_COOKIE, require_agent
 from chat.web.http import MAX_COUNT, Fields, int_param, wants_html
-from chat.web.streaming import sse_response
+from chat.web.streaming import requested_cursors, sse_response
 
 INBOX_SIZE = 500
 MAX_QUERY_LENGTH = 200
 HISTORY_PAGE = 50
 Tab = Literal["waiting", "mine", "open", "closed"]
+Inbox = Literal["open", "closed"]  # the rows a stream keeps live: the Closed tab's, or all others'
 TABS: dict[Tab, str] = {"waiting": "Waiting", "mine": "Mine", "open": "All open",
                         "closed": "Closed"}
 
@@ -164,14 +165,15 @@ def _state_response(request: Request, state: ConversationState, status: int,
 
 @dataclass
 class AgentView:
-    """A dashboard page's stream: inbox rows of every site, one open conversation, and the
-    agent's own topic (deactivation ends the stream)."""
+    """A dashboard stream: inbox rows of every site, the conversations its pages show, and
+    the agent's own topic (deactivation ends the stream). One tab may hold it for all the
+    agent's tabs of a browser (see static/live.js)."""
 
     site_ids: list[int]
     agent_id: int
     session_topic: str  # ends the stream when its session ends
-    conversation_id: int | None
-    inbox: Literal["open", "closed"] | None  # None: a search page, whose rows stay put
+    watched: tuple[int, ...]
+    inbox: Inbox | None  # None: search pages only, whose rows stay put
     audience: ClassVar[Audience] = "agent"
 
     @property
@@ -186,45 +188,53 @@ class AgentView:
             states = await conversations.inbox(conn, closed=self.inbox == "closed",
                                                limit=INBOX_SIZE)
             batch.append(frames.inbox(states))
-        if self.conversation_id is not None:
-            state = next((s for s in states if s.id == self.conversation_id), None)
-            state = state or await conversations.state(conn, self.conversation_id)
-            if state is not None:
-                batch.append(frames.status(state, "agent"))
-                states = [*states, state]
+        listed = {state.id for state in states}
+        missing = [id_ for id_ in self.watched if id_ not in listed]
+        if missing:
+            states = [*states, *await conversations.states(conn, missing)]
+        batch += [frames.status(state, "agent") for state in states if state.id in self.watched]
         return batch, states
 
     def state_frames(self, state: ConversationState) -> list[bytes]:
         batch = [frames.inbox_row(state)] if self.inbox is not None else []
-        if state.id == self.conversation_id:
+        if state.id in self.watched:
             batch.append(frames.status(state, "agent"))
         return batch
 
     async def positions(self, conn: Connection,
                         tracked: Collection[int]) -> dict[int, conversations.Position]:
-        opened = [] if self.conversation_id is None else [self.conversation_id]
-        if self.inbox is None:  # a search page: only the open conversation is live
-            return await conversations.positions(conn, opened)
-        return await conversations.positions(conn, [*tracked, *opened], inbox=True,
+        if self.inbox is None:  # search pages: only the watched conversations are live
+            return await conversations.positions(conn, self.watched)
+        return await conversations.positions(conn, [*tracked, *self.watched], inbox=True,
                                              closed=self.inbox == "closed", limit=INBOX_SIZE)
 
 
 async def stream(request: Request) -> Response:
+    """The inbox (``?inbox=open|closed``, empty for none) and the history of every
+    conversation in ``?watch=C-S,...``, plus the one-conversation form
+    ``?conversation=ID&after=SEQ`` (or ``Last-Event-ID``)."""
     agent = await require_agent(request)
+    inbox = _inbox(request)
     conversation_id = int_param(request.query_params.get("conversation"), "conversation")
-    inbox: Literal["open", "closed"] | None = None  # a search page's rows stay put
-    match request.query_params.get("inbox", "open"):
-        case "open":
-            inbox = "open"
-        case "closed":
-            inbox = "closed"
+    cursors = requested_cursors(request, conversation_id)
     async with services(request).pool.acquire() as conn:
-        if conversation_id is not None and not await conversations.exists(conn, conversation_id):
+        if cursors and len(await conversations.existing(conn, cursors.keys())) < len(cursors):
             raise NotFound("No such conversation.")
         site_ids = await sites.ids(conn)
     token_hash = tokens.token_hash(request.cookies.get(SESSION_COOKIE, ""))
-    view = AgentView(site_ids, agent.id, session_topic(token_hash), conversation_id, inbox)
-    return sse_response(request, view, client=f"session:{token_hash.hex()}")
+    view = AgentView(site_ids, agent.id, session_topic(token_hash), tuple(cursors), inbox)
+    return sse_response(request, view, cursors, client=f"session:{token_hash.hex()}")
+
+
+def _inbox(request: Request) -> Inbox | None:
+    match request.query_params.get("inbox", "open"):
+        case "open":
+            return "open"
+        case "closed":
+            return "closed"
+        case "":
+            return None
+    raise Invalid("inbox must be open, closed, or empty (no inbox rows).", "inbox")
 
 
 routes = [

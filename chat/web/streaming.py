@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import cast
 
 import anyio
@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from chat import db, metrics
+from chat.errors import Invalid
 from chat.events import Cursor
 from chat.services import services
 from chat.stream import Stream, StreamLimits, View
@@ -33,7 +34,45 @@ MAX_WRITE_BYTES = 16 * 1024
 SHUTDOWN_GRACE_SECONDS = 2
 
 
-def requested_cursor(request: Request, conversation_id: int | None) -> Cursor | None:
+# A shared stream carries every tab's conversation; bounded so one request stays cheap.
+MAX_WATCHED = 50
+
+
+def requested_cursors(request: Request,
+                      conversation_id: int | None = None) -> dict[int, Cursor | None]:
+    """The conversations a stream is asked to carry, each with where the client is in it
+    (None: live from now).
+
+    ``?watch=C-S,C-S`` lists conversations with the sequence the client has of each (a tab
+    holding the stream for a whole browser sends every tab's). ``conversation_id`` (from the
+    path or ``?conversation=``) adds one more, positioned as :func:`requested_cursor` says.
+    """
+    cursors: dict[int, Cursor | None] = {}
+    for cursor in watch_param(request.query_params.get("watch", "")):
+        known = cursors.get(cursor.conversation_id)
+        if known is None or cursor.seq < known.seq:  # listed twice: the earlier replays both
+            cursors[cursor.conversation_id] = cursor
+    if conversation_id is not None:
+        cursors[conversation_id] = requested_cursor(request, conversation_id)
+    return cursors
+
+
+def watch_param(value: str) -> list[Cursor]:
+    items = value.split(",") if value else []
+    if len(items) > MAX_WATCHED:
+        raise Invalid(f"watch may list at most {MAX_WATCHED} conversations; open a stream "
+                      "per group of them.", "watch")
+    cursors = []
+    for item in items:
+        cursor = Cursor.parse(item)
+        if cursor is None:
+            raise Invalid("watch must be a comma-separated list of CONVERSATION-SEQ, "
+                          "such as 12-40,15-3.", "watch")
+        cursors.append(cursor)
+    return cursors
+
+
+def requested_cursor(request: Request, conversation_id: int) -> Cursor | None:
     """``Last-Event-ID`` (sent by the browser on reconnect), else ``?after=SEQ``.
 
     A malformed ``Last-Event-ID`` counts as a cursor for no conversation, so the stream
@@ -43,9 +82,7 @@ def requested_cursor(request: Request, conversation_id: int | None) -> Cursor | 
     if header:
         return Cursor.parse(header) or Cursor(0, 0)
     after = int_param(request.query_params.get("after"), "after")
-    if after is None or conversation_id is None:
-        return None
-    return Cursor(conversation_id, after)
+    return None if after is None else Cursor(conversation_id, after)
 
 
 def heartbeat() -> ServerSentEvent:
@@ -120,12 +157,13 @@ class StreamResponse(EventSourceResponse):
         scope.cancel()
 
 
-def sse_response(request: Request, view: View, client: str) -> StreamResponse:
-    """The stream of ``view`` for ``client`` (a visitor token's or a session's hash); 429
-    when that client, or its address, holds too many streams open already."""
+def sse_response(request: Request, view: View, cursors: Mapping[int, Cursor | None],
+                 client: str) -> StreamResponse:
+    """The stream of ``view``, from ``cursors`` (see :func:`requested_cursors`), for
+    ``client`` (a visitor's or a session's); 429 when that client, or its address, holds
+    too many streams open already."""
     svc = services(request)
     release = svc.streams.take(client, client_address(request))
     limits = StreamLimits(replay_limit=svc.settings.replay_limit)
-    stream = Stream(svc, view, requested_cursor(request, view.conversation_id), limits)
-    return StreamResponse(stream, send_timeout=svc.settings.stream_send_timeout,
-                          on_close=release)
+    return StreamResponse(Stream(svc, view, cursors, limits),
+                          send_timeout=svc.settings.stream_send_timeout, on_close=release)

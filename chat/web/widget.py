@@ -8,7 +8,6 @@ only their own conversations: anything else is a 404, so a guessed id reveals no
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from chat.sites import Site, fingerprint, normalize_origin
 from chat.templating import render, templates
 from chat.web.http import Fields, client_address, int_param, wants_html
 from chat.web.security import content_security_policy
-from chat.web.streaming import sse_response
+from chat.web.streaming import requested_cursors, sse_response
 
 logger = logging.getLogger(__name__)
 
@@ -134,14 +133,8 @@ def _welcome(access: Access, *, has_past: bool) -> Response:
 
 def _conversation_view(access: Access, state: ConversationState, entries: list[Any],
                        status_code: int = 200, new_token: str | None = None) -> Response:
-    token = new_token or access.token
-    key = access.row["public_key"]
-    html = render(
-        "partials/widget_conversation.html", conversation=state,
-        entries=entries,
-        stream_url=f"/widget/{key}/conversations/{state.id}/stream?after={state.last_seq}",
-        stream_headers=json.dumps({"X-Visitor-Token": token}), audience="visitor",
-    )
+    html = render("partials/widget_conversation.html", conversation=state, entries=entries,
+                  audience="visitor")
     headers = {"X-Visitor-Token": new_token} if new_token else None
     return HTMLResponse(html, status_code=status_code, headers=headers)
 
@@ -264,33 +257,49 @@ async def send_message(request: Request) -> Response:
 
 @dataclass
 class VisitorView:
-    """A visitor's stream: one conversation's public history and its status."""
+    """A visitor's stream: the public history and status of some of their conversations
+    (every one that their tabs show, when one tab holds the stream for all)."""
 
-    conversation_id: int
+    watched: tuple[int, ...]
     audience: ClassVar[Audience] = "visitor"
 
     @property
     def topics(self) -> list[str]:
-        return [conversation_topic(self.conversation_id)]
+        return [conversation_topic(id_) for id_ in self.watched]
 
     async def snapshot(self, conn: Connection) -> tuple[list[bytes], list[ConversationState]]:
-        state = await conversations.state(conn, self.conversation_id)
-        if state is None:
-            return [], []
-        return self.state_frames(state), [state]
+        states = await conversations.states(conn, self.watched)
+        return [frame for state in states for frame in self.state_frames(state)], states
 
     def state_frames(self, state: ConversationState) -> list[bytes]:
-        return [frames.status(state, "visitor")]
+        return [frames.status(state, "visitor")] if state.id in self.watched else []
 
     async def positions(self, conn: Connection,
                         tracked: Collection[int]) -> dict[int, conversations.Position]:
-        return await conversations.positions(conn, [self.conversation_id])
+        return await conversations.positions(conn, self.watched)
 
 
 async def stream(request: Request) -> Response:
+    """One conversation's stream (``?after=SEQ`` or ``Last-Event-ID``)."""
     access = await authorize(request, conversation=True)
     assert access.conversation_id is not None
-    return sse_response(request, VisitorView(access.conversation_id),
+    cursors = requested_cursors(request, access.conversation_id)
+    return sse_response(request, VisitorView(tuple(cursors)), cursors,
+                        client=f"visitor:{access.visitor_id}")
+
+
+async def shared_stream(request: Request) -> Response:
+    """The visitor's stream for every conversation in ``?watch=C-S,...``: what one tab
+    holds for all the visitor's tabs of a browser (see static/live.js)."""
+    access = await authorize(request, visitor=True)
+    assert access.visitor_id is not None
+    cursors = requested_cursors(request)
+    if cursors:
+        async with services(request).pool.acquire() as conn:
+            owned = await conversations.owned_by(conn, access.visitor_id, cursors.keys())
+        if len(owned) < len(cursors):
+            raise NotFound("No such conversation.")  # whose it is, or whether it exists
+    return sse_response(request, VisitorView(tuple(cursors)), cursors,
                         client=f"visitor:{access.visitor_id}")
 
 
@@ -305,4 +314,5 @@ routes = [
           methods=["POST"]),
     Route(PREFIX + "/conversations/{conversation_id:id}/older", older, methods=["GET"]),
     Route(PREFIX + "/conversations/{conversation_id:id}/stream", stream, methods=["GET"]),
+    Route(PREFIX + "/stream", shared_stream, methods=["GET"]),
 ]

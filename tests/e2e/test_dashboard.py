@@ -223,6 +223,7 @@ def test_screenshots_of_the_dashboard(
         send(frame, text)
     expect(alex.locator(".conversation-row")).to_have_count(4)
     alex.get_by_role("link", name=re.compile("All open")).click()
+    expect(alex.locator("[data-count=open]")).to_have_text("4")  # the page's script has run
     alex.screenshot(path=target / "dashboard-inbox.png")
     row(alex, "Maria Silva").get_by_role("link").click()
     alex.get_by_role("button", name="Claim").click()

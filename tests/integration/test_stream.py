@@ -66,7 +66,7 @@ async def test_an_entry_that_overtakes_an_earlier_one_is_preceded_by_it_from_the
     started = await actions.start(svc, site_id=seed.site_id, visitor_id=None, body="one")
     conversation = started.conversation.id
     topic = f"conv:{conversation}"
-    stream = Stream(svc, VisitorView(conversation), cursor=None).frames()
+    stream = Stream(svc, VisitorView((conversation,))).frames()
     assert b"event: hello" in await next_frame(stream)
     assert b'data-status="waiting"' in await next_frame(stream)  # state, then live from seq 1
 
@@ -91,7 +91,7 @@ async def test_a_change_is_rendered_once_per_audience_however_many_streams_send_
     assert isinstance(broker, HeldBroker)
     started = await actions.start(svc, site_id=seed.site_id, visitor_id=None, body="one")
     conversation = started.conversation.id
-    streams = [Stream(svc, VisitorView(conversation), cursor=None).frames() for _ in range(5)]
+    streams = [Stream(svc, VisitorView((conversation,))).frames() for _ in range(5)]
     for stream in streams:
         await next_frame(stream)  # hello
         await next_frame(stream)  # status
@@ -115,7 +115,7 @@ async def test_an_entry_whose_publish_was_lost_still_arrives_from_the_database(
     started = await actions.start(svc, site_id=seed.site_id, visitor_id=None, body="one")
     conversation = started.conversation.id
     limits = StreamLimits(check_interval=0.5)
-    stream = Stream(svc, VisitorView(conversation), cursor=None, limits=limits).frames()
+    stream = Stream(svc, VisitorView((conversation,)), limits=limits).frames()
     await next_frame(stream)  # hello
     await next_frame(stream)  # status
     await actions.send(svc, conversation, body="published into the void")  # never released
@@ -131,9 +131,8 @@ async def test_inbox_rows_whose_publishes_were_lost_are_repaired_from_the_databa
 ) -> None:
     """The periodic check covers the whole inbox, not only an open conversation: a row that
     appeared, or left the inbox, without its doorbell shows up right all the same."""
-    view = AgentView([seed.site_id], seed.agent_id, "session:test", conversation_id=None,
-                     inbox="open")
-    stream = Stream(svc, view, cursor=None, limits=StreamLimits(check_interval=0.3)).frames()
+    view = AgentView([seed.site_id], seed.agent_id, "session:test", watched=(), inbox="open")
+    stream = Stream(svc, view, limits=StreamLimits(check_interval=0.3)).frames()
     await next_frame(stream)  # hello
     assert b"conversation-row" not in await next_frame(stream)  # an empty inbox
 

@@ -27,7 +27,7 @@ def test_a_frame_without_data_still_carries_a_data_line_so_browsers_dispatch_it(
     ("12-34", Cursor(12, 34)),
     (" 1-0 ", Cursor(1, 0)),
     ("", None), (None, None), ("12", None), ("12-", None), ("a-1", None), ("1-2-3", None),
-    ("-1-2", None),
+    ("-1-2", None), ("²-1", None), ("1-" + "9" * 19, None),
 ])
 def test_cursors_parse_only_conversation_dash_sequence(value: str | None,
                                                       expected: Cursor | None) -> None:
