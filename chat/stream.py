@@ -95,6 +95,9 @@ class Stream:
     view: View
     cursors: Mapping[int, Cursor | None] = field(default_factory=dict)
     limits: StreamLimits = field(default_factory=StreamLimits)
+    # When the client's right to it ends (its session expires), as a Unix time: the stream
+    # then tells the page to reload, which takes it to the sign-in page.
+    ends_at: float | None = None
     # The newest history sequence the client has, by watched conversation, once known.
     sent: dict[int, int] = field(default_factory=dict)
     versions: dict[int, int] = field(default_factory=dict)  # newest state shown, by conversation
@@ -127,12 +130,16 @@ class Stream:
                         # One write per wake-up, however many events it carries.
                         metrics.EVENTS_SENT.labels(audience, source).inc(len(batch))
                         yield b"".join(batch)
+                    if self._expired():
+                        break
                     try:
-                        async with asyncio.timeout(self.limits.check_interval):
+                        async with asyncio.timeout(self._quiet_time()):
                             item = await sub.get()
                     except Overflow:
                         return  # the response counts and logs the drop (see fell_behind)
                     except TimeoutError:
+                        if self._expired():
+                            break
                         batch, source = await self._check(), "repair"
                         continue
                     if self.stopping:
@@ -146,6 +153,15 @@ class Stream:
                 yield frames.reload(self.refused)
         finally:
             metrics.STREAMS_OPEN.labels(audience).dec()
+
+    def _quiet_time(self) -> float:
+        """How long to wait for a delivery: until the next repair check, or the end."""
+        if self.ends_at is None:
+            return self.limits.check_interval
+        return max(0.0, min(self.limits.check_interval, self.ends_at - time.time()))
+
+    def _expired(self) -> bool:
+        return self.ends_at is not None and time.time() >= self.ends_at
 
     async def _catch_up(self) -> list[bytes] | None:
         """Re-render state, then replay each watched conversation's history after the

@@ -20,10 +20,10 @@ async def insert(
 
 
 async def agent_for(conn: Connection, token_hash: bytes) -> Record | None:
-    """The active agent of an unexpired session, with the session's CSRF token."""
+    """The active agent of an unexpired session, with the session's CSRF token and end."""
     row: Record | None = await conn.fetchrow(
         """
-        SELECT a.id, a.email, a.name, a.role, s.csrf_token
+        SELECT a.id, a.email, a.name, a.role, s.csrf_token, s.expires_at
           FROM agent_sessions s JOIN agents a ON a.id = s.agent_id
          WHERE s.token_hash = $1 AND s.expires_at > now() AND a.active
         """,

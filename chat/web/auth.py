@@ -3,6 +3,8 @@ session check (with CSRF) that every dashboard route makes."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import quote
 
 from starlette.requests import HTTPConnection, Request
@@ -30,34 +32,46 @@ class SignInRequired(Unauthorized):
     """No valid session: pages redirect to sign-in, htmx is told to, APIs get 401."""
 
 
-async def session_agent(conn: HTTPConnection) -> tuple[Agent, str] | None:
-    """The signed-in agent and the session's CSRF token, or None."""
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A signed-in dashboard session: who, its CSRF token, and when it ends."""
+
+    agent: Agent
+    csrf: str
+    token_hash: bytes
+    expires_at: datetime
+
+
+async def current_session(conn: HTTPConnection) -> Session | None:
+    """The session of the request's cookie, if it is still valid."""
     token = conn.cookies.get(SESSION_COOKIE)
     if not token:
         return None
+    token_hash = tokens.token_hash(token)
     async with services(conn).pool.acquire() as db:
-        row = await sessions.agent_for(db, tokens.token_hash(token))
+        row = await sessions.agent_for(db, token_hash)
     if row is None:
         return None
     agent = Agent(id=row["id"], name=row["name"], email=row["email"], role=row["role"])
-    return agent, row["csrf_token"]
+    return Session(agent, row["csrf_token"], token_hash, row["expires_at"])
 
 
 async def require_agent(request: Request, form: Fields | None = None) -> Agent:
     """The signed-in agent; unsafe methods must also echo the session's CSRF token.
 
-    The token is kept on ``request.state.csrf`` for pages to embed.
+    The session is kept on ``request.state.session`` and its CSRF token on
+    ``request.state.csrf`` for pages to embed.
     """
-    found = await session_agent(request)
-    if found is None:
+    session = await current_session(request)
+    if session is None:
         raise SignInRequired("Sign in to continue.")
-    agent, csrf = found
     if request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER) or (form.text("csrf_token") if form else "")
-        if not tokens.same(sent, csrf):
+        if not tokens.same(sent, session.csrf):
             raise Forbidden("The form expired or came from another site; reload and try again.")
-    request.state.agent, request.state.csrf = agent, csrf
-    return agent
+    request.state.agent, request.state.csrf = session.agent, session.csrf
+    request.state.session = session
+    return session.agent
 
 
 async def require_admin(request: Request, form: Fields | None = None) -> Agent:
@@ -210,7 +224,7 @@ async def profile(request: Request) -> Response:
         if "new_password" in data:
             await agent_actions.change_password(
                 svc, agent, data.text("current_password"), data.text("new_password"),
-                tokens.token_hash(request.cookies.get(SESSION_COOKIE, "")))
+                request.state.session.token_hash)
             notice = "Your password is changed."
         else:
             row = await agent_actions.rename(svc, agent, data.text("name"))

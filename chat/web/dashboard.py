@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from chat import frames, tokens
+from chat import frames
 from chat.actions import conversations as actions
 from chat.actions.conversations import StaleState
 from chat.db import Connection
@@ -22,7 +22,7 @@ from chat.models import Agent, ConversationState
 from chat.queries import agents, canned, conversations, messages, sites, visitors
 from chat.services import Services, services
 from chat.templating import render, templates
-from chat.web.auth import SESSION_COOKIE, require_agent
+from chat.web.auth import Session, require_agent
 from chat.web.http import MAX_COUNT, Fields, int_param, wants_html
 from chat.web.streaming import requested_cursors, sse_response
 
@@ -221,9 +221,11 @@ async def stream(request: Request) -> Response:
         if cursors and len(await conversations.existing(conn, cursors.keys())) < len(cursors):
             raise NotFound("No such conversation.")
         site_ids = await sites.ids(conn)
-    token_hash = tokens.token_hash(request.cookies.get(SESSION_COOKIE, ""))
-    view = AgentView(site_ids, agent.id, session_topic(token_hash), tuple(cursors), inbox)
-    return sse_response(request, view, cursors, client=f"session:{token_hash.hex()}")
+    session: Session = request.state.session
+    view = AgentView(site_ids, agent.id, session_topic(session.token_hash), tuple(cursors),
+                     inbox)
+    return sse_response(request, view, cursors, client=f"session:{session.token_hash.hex()}",
+                        ends_at=session.expires_at.timestamp())
 
 
 def _inbox(request: Request) -> Inbox | None:

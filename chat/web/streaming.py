@@ -158,12 +158,12 @@ class StreamResponse(EventSourceResponse):
 
 
 def sse_response(request: Request, view: View, cursors: Mapping[int, Cursor | None],
-                 client: str) -> StreamResponse:
+                 client: str, ends_at: float | None = None) -> StreamResponse:
     """The stream of ``view``, from ``cursors`` (see :func:`requested_cursors`), for
-    ``client`` (a visitor's or a session's); 429 when that client, or its address, holds
-    too many streams open already."""
+    ``client`` (a visitor's or a session's) until ``ends_at`` (a session's expiry, as a
+    Unix time); 429 when that client, or its address, holds too many streams open already."""
     svc = services(request)
     release = svc.streams.take(client, client_address(request))
     limits = StreamLimits(replay_limit=svc.settings.replay_limit)
-    return StreamResponse(Stream(svc, view, cursors, limits),
+    return StreamResponse(Stream(svc, view, cursors, limits, ends_at=ends_at),
                           send_timeout=svc.settings.stream_send_timeout, on_close=release)

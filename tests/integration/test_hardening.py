@@ -136,6 +136,18 @@ async def test_signing_out_ends_that_sessions_stream(app: AppProcess, seed: Seed
     await agent.close()
 
 
+async def test_a_sessions_stream_ends_when_the_session_expires(
+    app: AppProcess, seed: Seed, database: str,
+) -> None:
+    agent = Agent(app.url)
+    await agent.login(seed.email, seed.password)
+    sql(database, "UPDATE agent_sessions SET expires_at = now() + interval '2 seconds'")
+    async with agent.stream() as stream:
+        await ends_with_a_reload(stream)  # at the expiry, not at the next sign of life
+    assert (await agent.http.get("/inbox", headers=JSON)).status_code == 401
+    await agent.close()
+
+
 def migrated_copy(make_database: Callable[[], str]) -> str:
     """A second installation's database: migrated, with a site and an agent like the seed."""
     url = make_database()
