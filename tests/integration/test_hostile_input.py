@@ -26,6 +26,7 @@ from chat import db
 from chat.app import create_app
 from chat.config import Settings
 from tests.conftest import Seed
+from tests.support import AppProcess
 
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "30"))  # per endpoint; raise to dig deeper
 NASTY = ["\x00", "a\x00b", "\ud800", "x\udfffy", "²", "\u0661\u0662", "9" * 25,
@@ -258,3 +259,48 @@ def test_hostile_input_gets_a_4xx_and_leaves_nothing_half_written(
 
     attack()
     assert world.tried >= EXAMPLES // 2  # the examples did reach the app
+
+
+STREAMS = [
+    Endpoint("GET", "/stream", "agent",
+             {"inbox": "open", "conversation": "{own}", "after": "0", "watch": "{own}-0"}),
+    Endpoint("GET", "/widget/{key}/stream", "visitor", {"watch": "{own}-0"}),
+    Endpoint("GET", "/widget/{key}/conversations/{id}/stream", "visitor", {"after": "0"}),
+]
+cursor_text = st.one_of(hostile_text.filter(_latin1).filter(lambda v: len(v) < 4000),
+                        st.sampled_from([
+    "1-1", "1-²", "²-1", "1-99999999999999999999", "-1-1", "1-1-1", ",", "1-0," * 60, " 1-0 ",
+    "1-0,,2-0", "0-0"]))
+
+
+@pytest.mark.parametrize("endpoint", STREAMS,
+                         ids=[f"{e.method} {e.path} as {e.principal}" for e in STREAMS])
+def test_hostile_stream_cursors_get_a_4xx_or_a_stream(
+    app: AppProcess, seed: Seed, endpoint: Endpoint,
+) -> None:
+    """Streams never end in-process, so these go to a real server and read only the status."""
+    with httpx.Client(base_url=app.url, timeout=10) as client:
+        started = client.post(f"/widget/{seed.site_key}/conversations", data={"body": "Hi"})
+        conversation, token = started.json()["conversation"]["id"], started.json()["visitor_token"]
+        login = client.post("/login", data={"email": seed.email, "password": seed.password},
+                            headers={"Accept": "application/json"})
+        credentials = {"visitor": {"X-Visitor-Token": token}, "agent": {}}[endpoint.principal]
+
+        @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=[HealthCheck.function_scoped_fixture])
+        @given(corrupt=st.dictionaries(st.sampled_from([*endpoint.valid, "Last-Event-ID"]),
+                                       cursor_text, min_size=1, max_size=2))
+        def attack(corrupt: dict[str, str]) -> None:
+            query = {k: v.replace("{own}", str(conversation)) for k, v in endpoint.valid.items()}
+            headers: dict[str, str | bytes] = {"Accept": "text/event-stream", **credentials}
+            for name, value in corrupt.items():
+                if name == "Last-Event-ID":  # as a client can send it: no edge whitespace
+                    headers[name] = value.strip().encode("latin-1") or b"x"
+                else:
+                    query[name] = value
+            url = endpoint.path.replace("{key}", seed.site_key).replace("{id}", str(conversation))
+            with client.stream("GET", url, params=query, headers=headers,
+                               cookies=login.cookies) as response:
+                assert response.status_code < 500, (url, query, headers, response.read())
+
+        attack()
