@@ -22,7 +22,14 @@ from chat import db
 from chat.actions.agents import create_agent
 from chat.embedded import EmbeddedPostgres
 from chat.queries import sites
-from tests.support import METRICS_TOKEN, AppProcess, RedisProcess, run_async, unavailable
+from tests.support import (
+    METRICS_TOKEN,
+    AppProcess,
+    PostgresProcess,
+    RedisProcess,
+    run_async,
+    unavailable,
+)
 
 
 def with_database(url: str, name: str) -> str:
@@ -188,3 +195,24 @@ def start_app(tmp_path: Path) -> Iterator[Callable[..., AppProcess]]:
     yield start
     for app in started:
         app.kill()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresProcess]:
+    """A PostgreSQL cluster of this test's own, migrated and seeded like ``seed``."""
+    server = PostgresProcess()
+    server.start()
+
+    async def prepare() -> None:
+        async with db.connect(server.url) as conn:
+            await db.migrate(conn)
+            await sites.insert(conn, public_key="pk_test_site_0001", name="Test site",
+                               allowed_origins=["http://127.0.0.1:9"])
+            await create_agent(conn, email=Seed.email, name="Alex", password=Seed.password,
+                               role="admin")
+
+    run_async(prepare())
+    try:
+        yield server
+    finally:
+        server.remove()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 import asyncpg
@@ -17,8 +17,6 @@ import httpx
 import pytest
 
 from chat import db
-from chat.actions.agents import create_agent
-from chat.queries import sites
 from tests.clients import Agent, EventReader, Visitor, new_client_id
 from tests.conftest import Seed
 from tests.support import (
@@ -190,27 +188,6 @@ async def _metric_reaches(app: AppProcess, name: str, value: float, timeout: flo
 
 
 # PostgreSQL -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresProcess]:
-    """A PostgreSQL cluster of this test's own, migrated and seeded like ``seed``."""
-    server = PostgresProcess()
-    server.start()
-
-    async def prepare() -> None:
-        async with db.connect(server.url) as conn:
-            await db.migrate(conn)
-            await sites.insert(conn, public_key="pk_test_site_0001", name="Test site",
-                               allowed_origins=["http://127.0.0.1:9"])
-            await create_agent(conn, email=Seed.email, name="Alex", password=Seed.password,
-                               role="admin")
-
-    asyncio.run(prepare())
-    try:
-        yield server
-    finally:
-        server.remove()
 
 
 async def test_postgres_down_answers_503_writes_nothing_and_recovers_without_a_restart(
