@@ -122,7 +122,7 @@ async def current(request: Request) -> Response:
                 raise NotFound("No such conversation.")
             return _welcome(access, has_past=False)
         entries = await messages.before(conn, state.id, None, PAGE_SIZE, notes=False)
-    return _conversation_view(access, state, entries)
+    return _conversation_view(state, entries)
 
 
 def _welcome(access: Access, *, has_past: bool) -> Response:
@@ -131,8 +131,8 @@ def _welcome(access: Access, *, has_past: bool) -> Response:
                                settings=site.settings, has_past=has_past))
 
 
-def _conversation_view(access: Access, state: ConversationState, entries: list[Any],
-                       status_code: int = 200, new_token: str | None = None) -> Response:
+def _conversation_view(state: ConversationState, entries: list[Any], status_code: int = 200,
+                       new_token: str | None = None) -> Response:
     html = render("partials/widget_conversation.html", conversation=state, entries=entries,
                   audience="visitor")
     headers = {"X-Visitor-Token": new_token} if new_token else None
@@ -198,7 +198,7 @@ async def start_conversation(request: Request) -> Response:
         contact=contact,
     )
     if wants_html(request):
-        return _conversation_view(access, started.conversation, [started.entry],
+        return _conversation_view(started.conversation, [started.entry],
                                   201 if started.created else 200, started.visitor_token)
     body: dict[str, Any] = {
         "conversation": {"id": started.conversation.id, "status": started.conversation.status},
