@@ -12,7 +12,7 @@ import httpx
 import psutil
 
 from chat import db
-from tests.support import AppProcess, run_async
+from tests.support import AppProcess, run_async, wait_for
 
 
 def chat(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -74,7 +74,8 @@ def test_two_workers_share_one_database_and_redis(
         return {int(r["application_name"][5:]) for r in names
                 if r["application_name"].startswith("chat-")}
 
-    assert run_async(pool_owners()) == servers
+    # Both workers connect as they start; the second may still be starting.
+    wait_for(lambda: run_async(pool_owners()) == servers, 20, "both workers' connections")
 
 
 def test_an_unreachable_database_is_named_with_the_fix(tmp_path: Path) -> None:
