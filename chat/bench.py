@@ -347,9 +347,11 @@ def own_server(config: BenchConfig) -> Iterator[tuple[str, psutil.Process]]:
         process = subprocess.Popen(
             [sys.executable, "-m", "chat", "serve", "--port", str(port),
              "--workers", str(config.workers)],
-            # A load test opens conversation after conversation from one address.
-            env={**os.environ, "LOG_LEVEL": "WARNING", "RATE_LIMITS": "off"}, stdout=out,
-            stderr=subprocess.STDOUT,
+            # A load test opens conversation after conversation, and stream after stream,
+            # from one address.
+            env={**os.environ, "LOG_LEVEL": "WARNING", "RATE_LIMITS": "off",
+                 "STREAMS_PER_ADDRESS": "1000000", "STREAMS_PER_CLIENT": "1000000"},
+            stdout=out, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     try:
