@@ -23,7 +23,7 @@ from chat.queries import agents, canned, conversations, messages, sites, visitor
 from chat.services import Services, services
 from chat.templating import render, templates
 from chat.web.auth import Session, require_agent
-from chat.web.http import MAX_COUNT, Fields, int_param, wants_html
+from chat.web.http import MAX_COUNT, Fields, wants_html
 from chat.web.streaming import requested_cursors, sse_response
 
 INBOX_SIZE = 500
@@ -94,7 +94,7 @@ async def _open_conversation(conn: Connection, conversation_id: int) -> dict[str
 async def older(request: Request) -> Response:
     await require_agent(request)
     conversation_id = request.path_params["conversation_id"]
-    before = int_param(request.query_params.get("before"), "before")
+    before = Fields.of_query(request).number("before")
     async with services(request).pool.acquire() as conn:
         entries = await messages.before(conn, conversation_id, before, HISTORY_PAGE, notes=True)
     return HTMLResponse(render("partials/widget_older.html", entries=entries,
@@ -215,7 +215,7 @@ async def stream(request: Request) -> Response:
     ``?conversation=ID&after=SEQ`` (or ``Last-Event-ID``)."""
     agent = await require_agent(request)
     inbox = _inbox(request)
-    conversation_id = int_param(request.query_params.get("conversation"), "conversation")
+    conversation_id = Fields.of_query(request).number("conversation")
     cursors = requested_cursors(request, conversation_id)
     async with services(request).pool.acquire() as conn:
         if cursors and len(await conversations.existing(conn, cursors.keys())) < len(cursors):

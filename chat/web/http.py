@@ -155,13 +155,6 @@ def _json_object(body: bytes) -> dict[str, object]:
     return data
 
 
-def int_param(value: str | None, name: str) -> int | None:
-    """A query parameter as a whole number that fits a bigint; None when absent or empty."""
-    if value is None or value == "":
-        return None
-    return whole_number(checked_text(value, name, 20), name)
-
-
 def error_response(request: Request, status: int, message: str,
                    field: str | None = None, headers: Mapping[str, str] | None = None) -> Response:
     if wants_html(request):

@@ -18,7 +18,7 @@ from chat.errors import Invalid
 from chat.events import Cursor
 from chat.services import services
 from chat.stream import Stream, StreamLimits, View
-from chat.web.http import client_address, int_param
+from chat.web.http import Fields, client_address
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def requested_cursor(request: Request, conversation_id: int) -> Cursor | None:
     header = request.headers.get("last-event-id")
     if header:
         return Cursor.parse(header) or Cursor(0, 0)
-    after = int_param(request.query_params.get("after"), "after")
+    after = Fields.of_query(request).number("after")
     return None if after is None else Cursor(conversation_id, after)
 
 

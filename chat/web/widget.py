@@ -31,7 +31,7 @@ from chat.resources import resource_dir
 from chat.services import services
 from chat.sites import Site, fingerprint, normalize_origin
 from chat.templating import render, templates
-from chat.web.http import Fields, client_address, int_param, wants_html
+from chat.web.http import Fields, client_address, wants_html
 from chat.web.security import content_security_policy
 from chat.web.streaming import requested_cursors, sse_response
 
@@ -112,7 +112,7 @@ async def frame(request: Request) -> Response:
 async def current(request: Request) -> Response:
     """The visitor's conversation (``?id=`` or the latest), or the welcome for a new one."""
     access = await authorize(request)
-    requested = int_param(request.query_params.get("id"), "id")
+    requested = Fields.of_query(request).number("id")
     if access.visitor_id is None or request.query_params.get("new"):
         return _welcome(access, has_past=access.visitor_id is not None)
     async with services(request).pool.acquire() as conn:
@@ -152,7 +152,7 @@ async def older(request: Request) -> Response:
     """Entries before ``?before=SEQ``, for scrolling up through a long history."""
     access = await authorize(request, conversation=True)
     assert access.conversation_id is not None
-    before = int_param(request.query_params.get("before"), "before")
+    before = Fields.of_query(request).number("before")
     async with services(request).pool.acquire() as conn:
         entries = await messages.before(conn, access.conversation_id, before, PAGE_SIZE,
                                         notes=False)
