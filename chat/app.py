@@ -21,7 +21,7 @@ from chat.services import Services
 from chat.slots import StreamSlots
 from chat.web import admin, auth, dashboard, health, metrics, widget
 from chat.web.cors import WidgetCors
-from chat.web.http import EXCEPTION_HANDLERS, BodySizeLimit, DatabaseOutage
+from chat.web.http import EXCEPTION_HANDLERS, BodySizeLimit, Edge
 from chat.web.security import SecurityHeaders
 
 logger = logging.getLogger(__name__)
@@ -58,9 +58,8 @@ def create_app(settings: Settings) -> Starlette:
         routes=[*health.routes, *metrics.routes, *auth.routes, *widget.routes,
                 *dashboard.routes, *admin.routes,
                 Mount("/static", StaticFiles(directory=resource_dir("static")), name="static")],
-        middleware=[Middleware(SecurityHeaders, htmx_url=settings.htmx_url),
-                    Middleware(DatabaseOutage), Middleware(BodySizeLimit),
-                    Middleware(WidgetCors)],
+        middleware=[Middleware(Edge, security=SecurityHeaders(settings.htmx_url)),
+                    Middleware(BodySizeLimit), Middleware(WidgetCors)],
         exception_handlers={**EXCEPTION_HANDLERS,
                             auth.SignInRequired: auth.handle_sign_in_required},
         lifespan=lifespan,

@@ -56,8 +56,9 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+# TimeoutError, which connecting raises, is an OSError.
 CONNECT_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                  asyncpg.InternalClientError, TimeoutError)
+                  asyncpg.InternalClientError)
 
 
 def _unavailable(url: str, exc: BaseException) -> DatabaseUnavailable:
@@ -129,8 +130,7 @@ async def ping(pool: Pool) -> bool:
 
 
 # The exception classes that may mean an outage; :func:`is_outage` tells which do.
-OUTAGE_ERRORS = (DatabaseUnavailable, OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                 asyncpg.InternalClientError)
+OUTAGE_ERRORS = (DatabaseUnavailable, *CONNECT_ERRORS)
 # Server states that mean "up, but not serving you now": shutting down (administrator or
 # crash), starting up, out of connection slots.
 UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})

@@ -55,12 +55,12 @@ SIGN_INS_PER_ADDRESS = Limit(parse("30/15 minutes"),
 
 class RateLimiter:
     def __init__(self, redis_url: str | None, *, enabled: bool = True,
-                 namespace: str = "chat:") -> None:
+                 namespace: str = "chat") -> None:
         self.enabled = enabled
         self._memory = MovingWindowRateLimiter(MemoryStorage())
         self._shared = None if redis_url is None else MovingWindowRateLimiter(RedisStorage(
             f"async+{redis_url}", implementation="redispy", wrap_exceptions=True,
-            key_prefix=namespace + "limits", socket_timeout=0.5, socket_connect_timeout=0.5,
+            key_prefix=f"{namespace}:limits", socket_timeout=0.5, socket_connect_timeout=0.5,
         ))
         self._shared_down_since: float | None = None
         self._retry_shared_at = 0.0

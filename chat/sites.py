@@ -161,12 +161,6 @@ def _host(name: str) -> str | None:
     return ascii_name if HOST.fullmatch(ascii_name) else None
 
 
-def fingerprint(secret: str) -> str:
-    """A short name for an identity secret, kept with each proof it made (the SQL twin is
-    ``chat.queries.visitors.SECRET_FINGERPRINT``)."""
-    return hashlib.sha256(secret.encode()).hexdigest()[:16]
-
-
 def identity_hash(secret: str, email: str) -> str:
     """What a site's server passes to ``ChatWidget.identify`` as ``hash``: the hex
     HMAC-SHA256 of the lowercased email, keyed with the site's identity secret."""

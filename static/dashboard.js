@@ -196,10 +196,9 @@
     post("/conversations/" + openId + "/messages", data).then(function (response) {
       return response.text().then(function (html) {
         if (response.ok) ChatMessages.settle(bubble, html);
-        else ChatMessages.fail(bubble, response.status, html,
-                               response.headers.get("Retry-After"));
+        else ChatMessages.fail(bubble, response, html);
       });
-    }).catch(function () { ChatMessages.fail(bubble, 0, ""); });
+    }).catch(function () { ChatMessages.fail(bubble, null, ""); });
   }
 
   if (form) {
@@ -291,9 +290,7 @@
   var leaving = false;
   window.addEventListener("beforeunload", function () { leaving = true; });
   document.addEventListener("reload", function (event) {
-    var named = event.detail && event.detail.data;
-    if (leaving) return;
-    if (!named || named.split(",").indexOf(openId) >= 0) location.reload();
+    if (!leaving && ChatLive.reloads(event, openId)) location.reload();
   });
 
   var toast = document.getElementById("toast");

@@ -417,5 +417,12 @@ window.ChatLive = (function () {
     return { data: "", event: "", id: "", hasId: false, hasData: false, retry: null };
   }
 
-  return { connect: connect, once: once, setLocks: setLocks };
+  /* Whether a ``reload`` event concerns ``conversation``: it names it, or names none
+   * (everything: signed out, deactivated). */
+  function reloads(event, conversation) {
+    var named = event.detail && event.detail.data;
+    return !named || named.split(",").indexOf(String(conversation)) >= 0;
+  }
+
+  return { connect: connect, once: once, setLocks: setLocks, reloads: reloads };
 })();

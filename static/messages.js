@@ -46,12 +46,14 @@ window.ChatMessages = (function () {
     else bubble.remove();
   }
 
-  /* Show why it failed. A network error, a limit (429) or an outage (5xx) gets a Retry
-   * button, which waits out the server's Retry-After (seconds) with a countdown. */
-  function fail(bubble, status, html, retryAfter) {
+  /* Show why it failed: ``response`` and its ``html`` (none for a network error). A network
+   * error, a limit (429) or an outage (5xx) gets a Retry button, which waits out the
+   * server's Retry-After (seconds) with a countdown. */
+  function fail(bubble, response, html) {
     var holder = document.createElement("div");
     holder.innerHTML = html || "";
     var reason = holder.textContent.trim();
+    var status = response ? response.status : 0;
     var retryable = status === 0 || status === 429 || status >= 500;
     bubble.classList.remove("pending");
     bubble.classList.add("failed");
@@ -62,7 +64,7 @@ window.ChatMessages = (function () {
     button.type = "button";
     button.dataset.action = "retry";
     note.append(button);
-    var wait = Math.min(parseInt(retryAfter, 10) || 0, 3600);
+    var wait = Math.min(parseInt(response && response.headers.get("Retry-After"), 10) || 0, 3600);
     var tick = function () {
       button.disabled = wait > 0;
       button.textContent = wait > 0 ? "Retry in " + wait + " s" : "Retry";

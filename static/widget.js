@@ -260,7 +260,7 @@
     request("POST", path, data).then(function (response) {
       return response.text().then(function (html) {
         if (!response.ok) {
-          ChatMessages.fail(bubble, response.status, html, response.headers.get("Retry-After"));
+          ChatMessages.fail(bubble, response, html);
           if (response.status === 409) load(state.conversation);  // it was closed meanwhile
           return;
         }
@@ -268,7 +268,7 @@
         if (token) { state.token = token; toHost({ type: "token", token: token }); }
         if (starting) show(html); else ChatMessages.settle(bubble, html);
       });
-    }).catch(function () { ChatMessages.fail(bubble, 0, ""); });
+    }).catch(function () { ChatMessages.fail(bubble, null, ""); });
   }
 
   function showError(text) {
@@ -371,8 +371,7 @@
 
   // The stream cannot serve this conversation (or anything): show it anew from the server.
   document.body.addEventListener("reload", function (event) {
-    var named = event.detail && event.detail.data;
-    if (!named || named.split(",").indexOf(state.conversation) >= 0) load(state.conversation);
+    if (ChatLive.reloads(event, state.conversation)) load(state.conversation);
   });
 
   toHost({ type: "ready", color: body.dataset.color, ink: body.dataset.ink });

@@ -73,9 +73,9 @@ class Contact:
     name: str | None = None
     email: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
-    # The fingerprint of the identity secret with which the site's server vouched for the
-    # email (identity verification); None when it did not.
-    verified_by: str | None = None
+    # The identity secret with which the site's server vouched for the email (identity
+    # verification); None when it did not.
+    proof_secret: str | None = field(default=None, repr=False)
 
     @classmethod
     def clean(cls, name: str | None = None, email: str | None = None,
@@ -88,7 +88,7 @@ class Contact:
 
     @property
     def verified_email(self) -> str | None:
-        return self.email if self.verified_by else None
+        return self.email if self.proof_secret else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +120,7 @@ async def start(
             visitor_id = await visitors.insert(
                 conn, site_id=site_id, token_hash=tokens.token_hash(token), name=contact.name,
                 email=contact.email, verified_email=contact.verified_email,
-                verified_by=contact.verified_by, details=contact.details,
+                proof_secret=contact.proof_secret, details=contact.details,
             )
         else:
             if cid is not None:
@@ -131,7 +131,7 @@ async def start(
             await visitors.update_contact(conn, visitor_id, name=contact.name,
                                           email=contact.email,
                                           verified_email=contact.verified_email,
-                                          verified_by=contact.verified_by)
+                                          proof_secret=contact.proof_secret)
         conversation_id = await conversations.insert(conn, site_id=site_id, visitor_id=visitor_id)
         added = await messages.append(conn, conversation_id, kind="visitor", body=text,
                                       client_id=cid, statuses=("waiting",))

@@ -35,12 +35,12 @@ async def sign_in(svc: Services, email: str, password: str) -> SignedIn:
         raise Unauthorized("Wrong email or password.")
     token, csrf = tokens.new_token(), tokens.new_token()
     expires_at = datetime.now(UTC) + SESSION_LIFETIME
-    async with transaction(svc.pool) as conn:
-        # Deactivated while the password was being checked? Then no session.
-        if not await agents.is_active(conn, row["id"]):
-            raise Unauthorized("Wrong email or password.")
-        await sessions.insert(conn, token_hash=tokens.token_hash(token), agent_id=row["id"],
-                              csrf_token=csrf, expires_at=expires_at)
+    async with svc.pool.acquire() as conn:
+        started = await sessions.insert(conn, token_hash=tokens.token_hash(token),
+                                        agent_id=row["id"], csrf_token=csrf,
+                                        expires_at=expires_at)
+    if not started:  # deactivated while the password was being checked
+        raise Unauthorized("Wrong email or password.")
     agent = Agent(id=row["id"], name=row["name"], email=row["email"], role=row["role"])
     return SignedIn(agent, token, csrf, expires_at)
 

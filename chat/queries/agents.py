@@ -41,12 +41,6 @@ async def by_id(conn: Connection, agent_id: int) -> Record | None:
     return row
 
 
-async def is_active(conn: Connection, agent_id: int) -> bool:
-    active: bool | None = await conn.fetchval("SELECT active FROM agents WHERE id = $1",
-                                              agent_id)
-    return active is True
-
-
 async def password_hash(conn: Connection, agent_id: int) -> str | None:
     found: str | None = await conn.fetchval(
         "SELECT password_hash FROM agents WHERE id = $1", agent_id)

@@ -11,12 +11,14 @@ from chat.db import Connection
 
 async def insert(
     conn: Connection, *, token_hash: bytes, agent_id: int, csrf_token: str, expires_at: datetime
-) -> None:
-    await conn.execute(
+) -> bool:
+    """A session for the agent, if still active; False (and none) once deactivated."""
+    done: str = await conn.execute(
         "INSERT INTO agent_sessions (token_hash, agent_id, csrf_token, expires_at) "
-        "VALUES ($1, $2, $3, $4)",
+        "SELECT $1, id, $3, $4 FROM agents WHERE id = $2 AND active",
         token_hash, agent_id, csrf_token, expires_at,
     )
+    return done == "INSERT 0 1"
 
 
 async def agent_for(conn: Connection, token_hash: bytes) -> Record | None:

@@ -10,10 +10,6 @@ from asyncpg import Record
 from chat.db import Connection
 from chat.queries import sites
 
-# The fingerprint of the site's current identity secret (see chat.sites.fingerprint);
-# NULL while verification is off.
-SECRET_FINGERPRINT = "left(encode(sha256(convert_to(s.identity_secret, 'UTF8')), 'hex'), 16)"
-
 
 async def insert(
     conn: Connection,
@@ -23,20 +19,22 @@ async def insert(
     name: str | None,
     email: str | None,
     verified_email: str | None,
-    verified_by: str | None,
+    proof_secret: str | None,
     details: Mapping[str, Any],
 ) -> int:
+    """A new visitor; ``proof_secret`` is the identity secret that proved ``verified_email``
+    (only its fingerprint is kept)."""
     visitor_id: int = await conn.fetchval(
         "INSERT INTO visitors (site_id, token_hash, name, email, verified_email, verified_by, "
-        "details) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING id",
-        site_id, token_hash, name, email, verified_email, verified_by, dict(details),
+        "details) VALUES ($1, $2, $3, $4, $5, identity_fingerprint($6), $7::jsonb) RETURNING id",
+        site_id, token_hash, name, email, verified_email, proof_secret, dict(details),
     )
     return visitor_id
 
 
 async def update_contact(
     conn: Connection, visitor_id: int, *, name: str | None, email: str | None,
-    verified_email: str | None, verified_by: str | None,
+    verified_email: str | None, proof_secret: str | None,
 ) -> None:
     """Fill in name and email when given; never erase what the visitor said before, nor
     a proof of identity (it stops counting once the email differs from it, or the secret
@@ -44,9 +42,10 @@ async def update_contact(
     await conn.execute(
         "UPDATE visitors SET name = coalesce($2, name), email = coalesce($3, email), "
         "verified_email = coalesce($4, verified_email), "
-        "verified_by = CASE WHEN $4::text IS NULL THEN verified_by ELSE $5 END, "
+        "verified_by = CASE WHEN $4::text IS NULL THEN verified_by "
+        "                   ELSE identity_fingerprint($5) END, "
         "last_seen_at = now() WHERE id = $1",
-        visitor_id, name, email, verified_email, verified_by,
+        visitor_id, name, email, verified_email, proof_secret,
     )
 
 
@@ -73,7 +72,7 @@ async def profile(conn: Connection, visitor_id: int) -> Record | None:
     row: Record | None = await conn.fetchrow(
         "SELECT v.id, v.name, v.email, v.details, v.created_at, v.last_seen_at, "
         "       lower(v.email) = lower(v.verified_email) "
-        f"      AND v.verified_by = {SECRET_FINGERPRINT} AS verified "
+        "       AND v.verified_by = identity_fingerprint(s.identity_secret) AS verified "
         "  FROM visitors v JOIN sites s ON s.id = v.site_id WHERE v.id = $1",
         visitor_id,
     )

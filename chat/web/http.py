@@ -19,6 +19,7 @@ from chat import db
 from chat.errors import ChatError, Invalid, RateLimited
 from chat.services import services
 from chat.templating import render
+from chat.web.security import SecurityHeaders
 
 logger = logging.getLogger(__name__)
 
@@ -188,17 +189,21 @@ RETRY_AFTER_SECONDS = 5
 UNAVAILABLE = "The chat is briefly unavailable. Please try again in a few seconds."
 
 
-class DatabaseOutage:
-    """Answer 503 with ``Retry-After`` to a request that failed because PostgreSQL is down.
+class Edge:
+    """The outermost layer of every response: it adds the security headers, and answers
+    503 with ``Retry-After`` to a request that failed because PostgreSQL is down.
 
-    Pure ASGI around everything that reads the database, middleware included (the widget's
-    CORS reads sites), which Starlette's exception handlers do not cover. A request that
-    fails for any other reason, a bad query included, still surfaces as the bug it is. A
-    stream that loses the database after it started ends itself (see ``StreamResponse``).
+    One pure-ASGI layer for both, since every frame of every stream crosses each layer's
+    ``send``. It wraps everything that reads the database, middleware included (the
+    widget's CORS reads sites), which Starlette's exception handlers do not cover. A
+    request that fails for any other reason, a bad query included, still surfaces as the
+    bug it is. A stream that loses the database after it started ends itself (see
+    ``StreamResponse``).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, security: SecurityHeaders) -> None:
         self.app = app
+        self.security = security
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -206,13 +211,16 @@ class DatabaseOutage:
             return
         started = False
 
-        async def watched(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                message = {**message,
+                           "headers": self.security.added_to(message.get("headers", ()))}
             await send(message)
 
         try:
-            await self.app(scope, receive, watched)
+            await self.app(scope, receive, send_with_headers)
         except db.OUTAGE_ERRORS as exc:
             pool = services(Request(scope)).pool
             if started or not await db.is_outage(exc, pool):
@@ -220,7 +228,7 @@ class DatabaseOutage:
             db.report_unavailable(pool, exc)
             response = error_response(Request(scope), 503, UNAVAILABLE,
                                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-            await response(scope, receive, send)
+            await response(scope, receive, send_with_headers)
 
 
 class BodySizeLimit:

@@ -1,16 +1,16 @@
-"""Headers every response carries, and the policy that decides who may frame and script
-our pages (see SECURITY.md).
+"""Headers every response carries, the policy that decides who may frame and script our
+pages, and whether a request came from one of them (see SECURITY.md).
 
-Pure ASGI, so streams pass through untouched; a response that sets its own
-``Content-Security-Policy`` (the widget's frame, which the site's origins may embed) keeps it.
+A response that sets its own ``Content-Security-Policy`` (the widget's frame, which the
+site's origins may embed) keeps it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chat.sites import normalize_origin
 
@@ -27,29 +27,20 @@ def content_security_policy(frame_ancestors: str, htmx_url: str) -> str:
 
 
 class SecurityHeaders:
-    """Adds ``nosniff``, a same-origin ``Referrer-Policy`` and, unless the response has
-    its own, a CSP that forbids framing (clickjacking) to every response."""
+    """What every response carries: ``nosniff``, a same-origin ``Referrer-Policy`` and,
+    unless the response has its own, a CSP that forbids framing (clickjacking). Added by
+    :class:`chat.web.http.Edge`, the layer every response passes through."""
 
-    def __init__(self, app: ASGIApp, *, htmx_url: str) -> None:
-        self.app = app
+    def __init__(self, htmx_url: str) -> None:
         self.policy = content_security_policy("'none'", htmx_url).encode()
         self.always = [(b"x-content-type-options", b"nosniff"),
                        (b"referrer-policy", b"same-origin")]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [*message.get("headers", ()), *self.always]
-                if not any(name == b"content-security-policy" for name, _ in headers):
-                    headers.append((b"content-security-policy", self.policy))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+    def added_to(self, headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        found = [*headers, *self.always]
+        if not any(name == b"content-security-policy" for name, _ in found):
+            found.append((b"content-security-policy", self.policy))
+        return found
 
 
 def from_this_site(headers: Headers, public_url: str | None) -> bool:

@@ -139,6 +139,9 @@ class StreamResponse(EventSourceResponse):
         try:
             async with contextlib.aclosing(frames):
                 async for frame in frames:
+                    if len(frame) <= MAX_WRITE_BYTES:  # nearly all: no copy
+                        yield frame
+                        continue
                     for start in range(0, len(frame), MAX_WRITE_BYTES):
                         yield frame[start:start + MAX_WRITE_BYTES]
         except db.OUTAGE_ERRORS as exc:

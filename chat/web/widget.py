@@ -29,7 +29,7 @@ from chat.models import ConversationState
 from chat.queries import conversations, messages, visitors
 from chat.resources import resource_dir
 from chat.services import services
-from chat.sites import Site, fingerprint, normalize_origin
+from chat.sites import Site, normalize_origin
 from chat.templating import render, templates
 from chat.web.http import Fields, client_address, wants_html
 from chat.web.security import content_security_policy
@@ -223,8 +223,8 @@ def _verify(site: Site, contact: Contact, signature: str) -> Contact:
     """
     if not contact.email or not signature:
         return contact
-    if site.identity_secret and site.verifies(contact.email, signature):
-        return dataclasses.replace(contact, verified_by=fingerprint(site.identity_secret))
+    if site.verifies(contact.email, signature):
+        return dataclasses.replace(contact, proof_secret=site.identity_secret)
     logger.warning("Site %s: an identity hash does not match the visitor's email, so they "
                    "chat unverified. Sign emails with the site's current identity secret "
                    "(Sites page), or turn verification on there.", site.public_key)
