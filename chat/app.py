@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +18,7 @@ from chat.broker import create_broker
 from chat.config import Settings
 from chat.queries import installation
 from chat.ratelimit import RateLimiter
+from chat.repair import Repairer
 from chat.resources import resource_dir
 from chat.services import Services
 from chat.slots import StreamSlots
@@ -47,9 +50,14 @@ def create_app(settings: Settings) -> Starlette:
                                   namespace=namespace)
             slots = StreamSlots(settings.streams_per_client, settings.streams_per_address)
             app.state.services = Services(settings, pool, broker, limiter, slots)
+            repairs = asyncio.create_task(Repairer(broker, pool, settings.repair_interval).run(),
+                                          name="repair-check")
             try:
                 yield
             finally:
+                repairs.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await repairs
                 await broker.close()
         finally:
             await pool.close()

@@ -126,12 +126,19 @@ class Broker(Protocol):
 
     def subscription_count(self) -> int: ...
 
+    def listen(self, hear: Callable[[str, bytes], None]) -> None: ...
+
+    def has_subscribers(self, topic: str) -> bool: ...
+
+    def ring_locally(self, topic: str, payload: bytes) -> None: ...
+
 
 class _LocalFanout:
     """The in-process half every broker shares: which local subscriptions want which topic."""
 
     def __init__(self) -> None:
         self._subscribers: dict[str, set[Subscription]] = {}
+        self._hear: Callable[[str, bytes], None] | None = None
 
     def _add(self, sub: Subscription, topics: Iterable[str]) -> list[str]:
         """Register ``sub``; return the topics that had no local subscriber before."""
@@ -163,6 +170,21 @@ class _LocalFanout:
         return last
 
     def _dispatch(self, topic: str, payload: bytes) -> None:
+        if self._hear is not None:
+            self._hear(topic, payload)
+        self.ring_locally(topic, payload)
+
+    def listen(self, hear: Callable[[str, bytes], None]) -> None:
+        """Have ``hear`` called once with every payload that reaches this process, before
+        its subscriptions get it (the repair check keeps track of what arrived)."""
+        self._hear = hear
+
+    def has_subscribers(self, topic: str) -> bool:
+        return topic in self._subscribers
+
+    def ring_locally(self, topic: str, payload: bytes) -> None:
+        """Deliver ``payload`` to this process's subscriptions of ``topic`` only, as if
+        published (the repair check rings for publishes that never arrived)."""
         delivery = Delivery(topic, payload)
         for sub in tuple(self._subscribers.get(topic, ())):
             sub.offer(delivery)

@@ -53,6 +53,7 @@ class Settings:
     # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or networks).
     forwarded_allow_ips: tuple[str, ...] = ()
     stream_send_timeout: int = 30  # seconds a client may take nothing before it is dropped
+    repair_interval: int = 20  # seconds between checks for publishes that never arrived
     streams_per_client: int = 10  # open streams per visitor token or agent session
     streams_per_address: int = 200
     metrics_token: str | None = None  # None: /metrics is off
@@ -83,6 +84,7 @@ class Settings:
             rate_limits=_switch(env, "RATE_LIMITS", True),
             forwarded_allow_ips=_networks(env, "FORWARDED_ALLOW_IPS"),
             stream_send_timeout=_positive_int(env, "STREAM_SEND_TIMEOUT", 30),
+            repair_interval=_positive_int(env, "REPAIR_INTERVAL", 20),
             streams_per_client=_positive_int(env, "STREAMS_PER_CLIENT", 10),
             streams_per_address=_positive_int(env, "STREAMS_PER_ADDRESS", 200),
             metrics_token=_secret(env, "METRICS_TOKEN"),

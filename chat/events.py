@@ -3,7 +3,8 @@
 Every change is published after its transaction commits, to the conversation's topic (the
 visitor's stream) and to its site's topic (agents' inboxes). Postgres is the log and the
 broker only the doorbell: a lost publish costs latency, never data, because streams fill
-gaps from the database (see :mod:`chat.stream`).
+gaps from the database (see :mod:`chat.stream`) and each process rings for publishes that
+never arrived (see :mod:`chat.repair`).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ BROKER_SUBSCRIPTIONS = Gauge(
     "chat_broker_subscriptions", "Local subscriptions (one per open stream)"
 )
 ASYNCIO_TASKS = Gauge("chat_asyncio_tasks", "Asyncio tasks alive in this process (leak check)")
-STREAM_REPAIRS = Counter(
-    "chat_stream_repairs", "Streams that found the database ahead of them on a periodic check",
-    ["audience"],
+REPAIRS = Counter(
+    "chat_repairs",
+    "Conversations whose publish never reached this process, rung by the repair check",
 )

@@ -32,7 +32,7 @@ from chat.db import Connection
 from chat.events import Cursor
 from chat.frames import Audience
 from chat.models import Change, ConversationState, Entry
-from chat.queries import conversations, messages
+from chat.queries import messages
 from chat.services import Services
 
 logger = logging.getLogger(__name__)
@@ -69,17 +69,11 @@ class View(Protocol):
         """Frames that show a changed conversation state (empty when not shown here)."""
         ...
 
-    async def positions(self, conn: Connection,
-                        tracked: Collection[int]) -> dict[int, conversations.Position]:
-        """Where every conversation this view shows is now (``tracked``: those it has seen)."""
-        ...
-
 
 @dataclass
 class StreamLimits:
     queue_size: int = 256
     replay_limit: int = 500
-    check_interval: float = 20.0  # seconds of silence before checking the database
 
 
 @dataclass
@@ -133,15 +127,12 @@ class Stream:
                     if self._expired():
                         break
                     try:
-                        async with asyncio.timeout(self._quiet_time()):
+                        async with asyncio.timeout(self._time_left()):
                             item = await sub.get()
                     except Overflow:
                         return  # the response counts and logs the drop (see fell_behind)
                     except TimeoutError:
-                        if self._expired():
-                            break
-                        batch, source = await self._check(), "repair"
-                        continue
+                        break  # the session expired
                     if self.stopping:
                         return
                     if isinstance(item, Delivery) and item.payload == events.RELOAD:
@@ -154,11 +145,9 @@ class Stream:
         finally:
             metrics.STREAMS_OPEN.labels(audience).dec()
 
-    def _quiet_time(self) -> float:
-        """How long to wait for a delivery: until the next repair check, or the end."""
-        if self.ends_at is None:
-            return self.limits.check_interval
-        return max(0.0, min(self.limits.check_interval, self.ends_at - time.time()))
+    def _time_left(self) -> float | None:
+        """How long to wait for a delivery: until the end, if the stream has one."""
+        return None if self.ends_at is None else max(0.0, self.ends_at - time.time())
 
     def _expired(self) -> bool:
         return self.ends_at is not None and time.time() >= self.ends_at
@@ -181,27 +170,6 @@ class Stream:
             for state in watched.values():
                 batch += self._frames(await self._history(conn, state.id, state.last_seq))
         return batch
-
-    async def _check(self) -> list[bytes] | None:
-        """Catch up if the database is ahead of what this stream sent.
-
-        The broker is only a doorbell: a process that dies between commit and publish
-        rings no bell. Checking now and then bounds how long such a change can wait.
-        """
-        async with self.svc.pool.acquire() as conn:
-            now = await self.view.positions(conn, self.versions.keys())
-        behind = any(now[id_][0] > self.sent.get(id_, 0) for id_ in self.view.watched
-                     if id_ in now)
-        stale = [(id_, version) for id_, (_, version) in now.items()
-                 if version > self.versions.get(id_, 0)]
-        if not behind and not stale:
-            return []
-        metrics.STREAM_REPAIRS.labels(self.view.audience).inc()
-        # Remember them even if the snapshot no longer lists them (a row that left the
-        # inbox), or every later check would find them stale again.
-        for id_, version in stale:
-            self.versions[id_] = version
-        return await self._catch_up()
 
     def _position(self, conversation: ConversationState) -> bool:
         """Settle where replay of ``conversation`` starts: the client's cursor, or now.
@@ -255,6 +223,11 @@ class Stream:
                     batch += self._frames(await self._history(conn, state.id, entry.seq))
             else:
                 batch += self._frames([entry])
+        if state.last_seq > self.sent[state.id]:
+            # History this change did not carry: a repair (see chat.repair) rings with
+            # the state alone. Fill it from the log.
+            async with self.svc.pool.acquire() as conn:
+                batch += self._frames(await self._history(conn, state.id, state.last_seq))
         return batch
 
     async def _history(self, conn: Connection, conversation_id: int, up_to: int) -> list[Entry]:

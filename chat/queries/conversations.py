@@ -107,7 +107,15 @@ async def of_visitor(conn: Connection, visitor_id: int, limit: int) -> list[Conv
     return [ConversationState.from_row(r) for r in rows]
 
 
-Position = tuple[int, int]  # (last_seq, version): enough to tell whether a stream missed anything
+async def changed_within(conn: Connection, seconds: float) -> list[tuple[int, int, int]]:
+    """(id, site_id, version) of every conversation changed in the last ``seconds``, by
+    the database's clock."""
+    rows = await conn.fetch(
+        "SELECT id, site_id, version FROM conversations "
+        "WHERE updated_at > now() - make_interval(secs => $1)", seconds,
+    )
+    return [(row["id"], row["site_id"], row["version"]) for row in rows]
+
 
 # The inbox: every open conversation, and on the Closed tab the latest closed ones too.
 INBOX = (
@@ -115,19 +123,6 @@ INBOX = (
     "  SELECT id FROM conversations WHERE status = 'closed' "
     "  ORDER BY last_activity_at DESC LIMIT 100)))"
 )
-
-
-async def positions(conn: Connection, ids: Collection[int], *, inbox: bool = False,
-                    closed: bool = False, limit: int = 0) -> dict[int, Position]:
-    """Where each of ``ids`` is now and, with ``inbox``, every conversation the inbox would
-    show (``closed`` and ``limit`` as in :func:`inbox`)."""
-    rows = await conn.fetch(
-        "SELECT id, last_seq, version FROM conversations WHERE id = ANY($3::bigint[]) "
-        "UNION SELECT * FROM (SELECT c.id, c.last_seq, c.version FROM conversations c "
-        f"  WHERE $4 AND {INBOX} ORDER BY c.last_activity_at DESC LIMIT $2) AS listed",
-        closed, limit, list(ids), inbox,
-    )
-    return {row["id"]: (row["last_seq"], row["version"]) for row in rows}
 
 
 async def inbox(conn: Connection, *, closed: bool, limit: int) -> list[ConversationState]:

@@ -3,7 +3,7 @@ the stream that keeps all of it live (one per browser: one tab holds it for the 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -200,13 +200,6 @@ class AgentView:
         if state.id in self.watched:
             batch.append(frames.status(state, "agent"))
         return batch
-
-    async def positions(self, conn: Connection,
-                        tracked: Collection[int]) -> dict[int, conversations.Position]:
-        if self.inbox is None:  # search pages: only the watched conversations are live
-            return await conversations.positions(conn, self.watched)
-        return await conversations.positions(conn, [*tracked, *self.watched], inbox=True,
-                                             closed=self.inbox == "closed", limit=INBOX_SIZE)
 
 
 async def stream(request: Request) -> Response:

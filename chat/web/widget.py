@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -273,10 +272,6 @@ class VisitorView:
 
     def state_frames(self, state: ConversationState) -> list[bytes]:
         return [frames.status(state, "visitor")] if state.id in self.watched else []
-
-    async def positions(self, conn: Connection,
-                        tracked: Collection[int]) -> dict[int, conversations.Position]:
-        return await conversations.positions(conn, self.watched)
 
 
 async def stream(request: Request) -> Response:

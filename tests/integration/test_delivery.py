@@ -343,3 +343,32 @@ async def test_sigterm_ends_open_streams_promptly(
     assert app.process is not None and app.process.returncode == 0
     assert "without completing response" not in app.output()
     await visitor.close()
+
+
+async def test_a_change_whose_publish_never_arrives_reaches_the_stream_through_the_repair_check(
+    seed: Seed, app_env: dict[str, str], start_app: StartApp,
+) -> None:
+    """Two processes without Redis share the database but no broker: every publish of one
+    is lost to the other, as when a process dies between commit and publish. The other
+    process's repair check still delivers the reply and the inbox row."""
+    env = {**app_env, "REPAIR_INTERVAL": "1"}
+    streaming, replying = start_app(env), start_app(env)
+    visitor = Visitor(streaming.url, seed.site_key)
+    assert (await visitor.start("Hello?")).status_code == 201
+    conversation = visitor.conversation_id
+    assert conversation is not None
+    watcher = await signed_in(streaming.url, seed)
+    agent = await signed_in(replying.url, seed)
+    try:
+        async with visitor.stream(after=1) as stream, watcher.stream() as inbox:  # both live
+            assert (await agent.reply(conversation, "Found it, on its way")).status_code == 201
+            entries = await stream.entries(2, timeout=10)  # the agent joined, then replied
+            assert "Found it, on its way" in entries[1].data
+            assert [e.id for e in entries] == [f"{conversation}-2", f"{conversation}-3"]
+            rows = await inbox.until(
+                lambda events: any("Found it, on its way" in e.data for e in events), timeout=10)
+            assert f'id="conversation-{conversation}"' in rows[-1].data
+    finally:
+        await visitor.close()
+        await watcher.close()
+        await agent.close()

@@ -18,8 +18,9 @@ from chat.broker import MemoryBroker
 from chat.config import Settings
 from chat.models import Agent
 from chat.ratelimit import RateLimiter
+from chat.repair import Repairer
 from chat.services import Services
-from chat.stream import Stream, StreamLimits
+from chat.stream import Stream
 from chat.web.dashboard import AgentView
 from chat.web.widget import VisitorView
 from tests.conftest import Seed
@@ -110,40 +111,65 @@ async def test_a_change_is_rendered_once_per_audience_however_many_streams_send_
 async def test_an_entry_whose_publish_was_lost_still_arrives_from_the_database(
     svc: Services, seed: Seed,
 ) -> None:
-    """A process that dies between commit and publish rings no doorbell: a quiet stream
-    checks the database and catches up on its own."""
+    """A process that dies between commit and publish rings no doorbell: the process's
+    repair check finds the database ahead and rings for it."""
     started = await actions.start(svc, site_id=seed.site_id, visitor_id=None, body="one")
     conversation = started.conversation.id
-    limits = StreamLimits(check_interval=0.5)
-    stream = Stream(svc, VisitorView((conversation,)), limits=limits).frames()
+    repairer = Repairer(svc.broker, svc.pool)
+    stream = Stream(svc, VisitorView((conversation,))).frames()
     await next_frame(stream)  # hello
     await next_frame(stream)  # status
     await actions.send(svc, conversation, body="published into the void")  # never released
-    repairs = metrics.STREAM_REPAIRS.labels("visitor")._value.get()
-    batch = await next_frame(stream, timeout=5)
+    repairs = metrics.REPAIRS._value.get()
+    assert await repairer.check() == 1
+    batch = await next_frame(stream)
     assert ids(batch) == [f"{conversation}-2"] and b"published into the void" in batch
-    assert metrics.STREAM_REPAIRS.labels("visitor")._value.get() == repairs + 1
+    assert metrics.REPAIRS._value.get() == repairs + 1
+    assert await repairer.check() == 0  # rung once: the process has heard it now
+    await stream.aclose()
+
+
+async def test_the_repair_check_rings_for_nothing_the_process_heard(
+    svc: Services, seed: Seed,
+) -> None:
+    broker = svc.broker
+    assert isinstance(broker, HeldBroker)
+    started = await actions.start(svc, site_id=seed.site_id, visitor_id=None, body="one")
+    conversation = started.conversation.id
+    repairer = Repairer(broker, svc.pool)
+    assert await repairer.check() == 0  # nobody watches: not even a query's worth of work
+    stream = Stream(svc, VisitorView((conversation,))).frames()
+    await next_frame(stream)  # hello
+    await next_frame(stream)  # status
+    await actions.send(svc, conversation, body="heard")
+    broker.release(f"conv:{conversation}", 1)
+    assert b"heard" in await next_frame(stream)
+    assert await repairer.check() == 0
+    with pytest.raises(TimeoutError):
+        await next_frame(stream, timeout=0.5)
     await stream.aclose()
 
 
 async def test_inbox_rows_whose_publishes_were_lost_are_repaired_from_the_database(
     svc: Services, seed: Seed,
 ) -> None:
-    """The periodic check covers the whole inbox, not only an open conversation: a row that
-    appeared, or left the inbox, without its doorbell shows up right all the same."""
+    """The repair check covers the whole inbox, not only an open conversation: a row that
+    appeared, or was closed, without its doorbell shows up right all the same."""
     view = AgentView([seed.site_id], seed.agent_id, "session:test", watched=(), inbox="open")
-    stream = Stream(svc, view, limits=StreamLimits(check_interval=0.3)).frames()
+    repairer = Repairer(svc.broker, svc.pool)
+    stream = Stream(svc, view).frames()
     await next_frame(stream)  # hello
     assert b"conversation-row" not in await next_frame(stream)  # an empty inbox
 
     started = await actions.start(svc, site_id=seed.site_id, visitor_id=None,
                                   body="a doorbell nobody heard")  # never released
+    assert await repairer.check() == 1
     assert b"a doorbell nobody heard" in await next_frame(stream)
 
     alex = Agent(seed.agent_id, "Alex", seed.email, "admin")
     await actions.close(svc, started.conversation.id, alex)  # never released either
-    assert b"conversation-row" not in await next_frame(stream)  # the closed row is gone
+    assert await repairer.check() == 1
+    assert b'data-status="closed"' in await next_frame(stream)  # the page files it as closed
 
-    with pytest.raises(TimeoutError):  # and once repaired, checks find nothing more to do
-        await next_frame(stream, timeout=1.5)
+    assert await repairer.check() == 0  # once repaired, checks find nothing more to do
     await stream.aclose()
