@@ -66,8 +66,11 @@ def entry(item: Entry, audience: Audience) -> bytes:
 
 
 def status(state: ConversationState, audience: Audience) -> bytes:
-    """A conversation's status banner or header; no id, so the cursor stays put."""
-    key = ("status", audience, state.id, state.version)
+    """A conversation's status banner or header; no id, so the cursor stays put.
+
+    Keyed by what it shows, not by version: most changes are messages, which leave the
+    status as it was, and then every stream finds the very frame it showed last."""
+    key = ("status", audience, state.id, state.status, state.assignee_name)
     return cache.get(key, lambda: frame(render("sse/status.html", conversation=state,
                                                audience=audience)))
 
