@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck check clean
+.PHONY: run test bench lint typecheck check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@ $(VENV)/.installed
+
+# The capacity report (README, "Performance"); ARGS="--quick" for a smoke run.
+bench: $(VENV)/.installed-bench
+	$(BIN)/chat bench --scenario all $(ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check chat tests

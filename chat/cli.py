@@ -10,12 +10,12 @@ import argparse
 import asyncio
 import contextlib
 import getpass
-import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 from chat import db
 from chat.actions.agents import insert_agent, prepare_agent
@@ -136,29 +136,14 @@ def cmd_create_agent(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> None:
-    from chat import bench
-
-    config = bench.BenchConfig(
-        url=args.url, conversations=args.conversations, streams=args.streams, rate=args.rate,
-        duration=args.duration, workers=args.workers, site_key=args.site_key,
-    )
-    if config.url is not None:
-        if config.site_key is None:
-            raise CommandError("--url needs --site-key: the public key of a site on that server.")
-        result = asyncio.run(bench.measure(config, config.url, config.site_key, None))
-    else:
-        with served_database(settings, config.workers) as url:
-            site_key = config.site_key or asyncio.run(_first_site_key(url))
-            with bench.own_server(config) as (base_url, server):
-                usage = bench.ServerUsage(server)
-                result = asyncio.run(bench.measure(config, base_url, site_key, usage))
-    print(json.dumps(result, indent=2))
-
-
-async def _first_site_key(url: str) -> str:
-    async with db.connect(url) as conn:
-        key: str = (await site_queries.all_sites(conn))[0]["public_key"]
-    return key
+    try:
+        from chat.bench import report
+    except ImportError as exc:
+        raise CommandError(f"chat bench needs its extra ({exc.name} is missing): "
+                           "pip install 'chat[bench]', or run `make bench`.") from None
+    names = report.NAMES if args.scenario == "all" else [args.scenario]
+    with served_database(settings, 1) as url:
+        report.run(names, url, Path(args.out), args.quick)
 
 
 def cmd_site(args: argparse.Namespace, settings: Settings) -> None:
@@ -219,16 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     site.set_defaults(handler=cmd_site)
 
     bench = commands.add_parser(
-        "bench", help="measure live delivery: streams, message rate, latency, server CPU/RSS"
+        "bench", help="the capacity report: named scenarios against the product and the floor"
     )
-    bench.add_argument("--url", help="a running server to target (default: start one)")
-    bench.add_argument("--site-key", help="the site to use (default: the first site)")
-    bench.add_argument("--conversations", type=_positive, default=1000)
-    bench.add_argument("--streams", type=_positive, default=2000)
-    bench.add_argument("--rate", type=float, default=500.0, help="messages per second")
-    bench.add_argument("--duration", type=float, default=30.0, help="seconds of posting")
-    bench.add_argument("--workers", type=_positive, default=1,
-                       help="server worker processes when the bench starts the server")
+    bench.add_argument("--scenario", default="all",
+                       choices=["all", "team", "steady", "ramp", "idle", "storm", "scale-out"])
+    bench.add_argument("--quick", action="store_true", help="a smoke run: a tenth of the load")
+    bench.add_argument("--out", default="bench-results", help="where the report goes")
     bench.set_defaults(handler=cmd_bench)
     return parser
 
