@@ -127,21 +127,6 @@ def test_create_agent_reads_the_password_from_stdin_and_refuses_a_duplicate(
     assert run_async(stored()) == [("Alex@Example.com", "admin", True)]
 
 
-def test_bench_runs_end_to_end_and_counts_every_delivery(
-    app_env: dict[str, str], seed: object,
-) -> None:
-    """A tiny run, to keep the benchmark working; its speed is reported, never asserted."""
-    result = chat("bench", "--conversations", "5", "--streams", "10", "--rate", "20",
-                  "--duration", "2", env=app_env)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    assert report["messages_sent"] == 40
-    assert report["deliveries_expected"] == 80  # two streams per conversation
-    assert (report["delivered"], report["lost"], report["duplicates"]) == (80, 0, 0)
-    assert report["latency_ms"]["p50"] > 0
-    assert report["cpu_percent_of_one_core"]["server"] > 0
-
-
 def test_site_add_and_list_print_keys_origins_and_the_embed_snippet(
     app_env: dict[str, str], database: str,
 ) -> None:
