@@ -172,6 +172,7 @@ def plot(results: dict[str, Any], samples: dict[str, Any], out: Path) -> None:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib import ticker
     except ImportError:
         logger.warning("matplotlib is not installed: no plots (pip install 'chat[bench]')")
         return
@@ -186,6 +187,7 @@ def plot(results: dict[str, Any], samples: dict[str, Any], out: Path) -> None:
                     axis.plot(xs, ys, style, label=f"{side} p{round(q * 100)}")
         axis.set(title=f"{name}: visitor latency over time", xlabel="second of the run",
                  ylabel="ms", yscale="log")
+        axis.yaxis.set_major_formatter(ticker.ScalarFormatter())
         axis.legend()
         figure.savefig(out / f"{name}-latency.png", dpi=100, bbox_inches="tight")
         plt.close(figure)
@@ -199,6 +201,7 @@ def plot(results: dict[str, Any], samples: dict[str, Any], out: Path) -> None:
     axis.axhline(100, color="grey", linestyle="--", linewidth=1, label="bound: 100 ms")
     axis.set(title="ramp: visitor p99 against offered rate", xlabel="messages/s",
              ylabel="p99 ms", yscale="log")
+    axis.yaxis.set_major_formatter(ticker.ScalarFormatter())
     axis.legend()
     figure.savefig(out / "ramp-p99.png", dpi=100, bbox_inches="tight")
     plt.close(figure)
