@@ -26,6 +26,7 @@ from chat.web import admin, auth, dashboard, health, metrics, widget
 from chat.web.cors import WidgetCors
 from chat.web.http import EXCEPTION_HANDLERS, BodySizeLimit, Edge
 from chat.web.security import SecurityHeaders
+from chat.web.sse import Watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +50,20 @@ def create_app(settings: Settings) -> Starlette:
             limiter = RateLimiter(settings.redis_url, enabled=settings.rate_limits,
                                   namespace=namespace)
             slots = StreamSlots(settings.streams_per_client, settings.streams_per_address)
-            app.state.services = Services(settings, pool, broker, limiter, slots)
-            repairs = asyncio.create_task(Repairer(broker, pool, settings.repair_interval).run(),
-                                          name="repair-check")
+            watchdog = Watchdog()
+            app.state.services = Services(settings, pool, broker, limiter, slots, watchdog)
+            tasks = [asyncio.create_task(Repairer(broker, pool, settings.repair_interval).run(),
+                                         name="repair-check"),
+                     asyncio.create_task(watchdog.run(), name="stream-watchdog")]
+            restore_signals = watchdog.shut_down_on_exit_signals()
             try:
                 yield
             finally:
-                repairs.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await repairs
+                restore_signals()
+                for task in tasks:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 await broker.close()
         finally:
             await pool.close()
