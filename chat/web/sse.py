@@ -27,7 +27,7 @@ import enum
 import logging
 import signal
 import time
-from collections.abc import AsyncGenerator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable
 from types import FrameType
 from typing import Final
 
@@ -183,14 +183,40 @@ class SSEResponse(Response):
         self._interrupted = False  # a write never returned: the connection is unusable
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            if scope["method"] == "HEAD":  # headers only: a HEAD must not open a stream
+        if scope["method"] == "HEAD":  # headers only: a HEAD must not open a stream
+            try:
                 await send({"type": "http.response.start", "status": 200,
                             "headers": self.raw_headers})
                 await send(_END)
-            else:
-                await self._serve(receive, send)
+            finally:
+                self.finished(None)
+            return
+        # Each frame held alive while the stream waits is walked by every full garbage
+        # collection, so this and _stream are the only two.
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self.watchdog.opened(self)
+        disconnect = asyncio.ensure_future(self._await_disconnect(receive))
+        try:
+            try:
+                await self._stream(send)
+            except asyncio.CancelledError:
+                if not self._ours(task):
+                    raise
+                if not self._interrupted and self.ending is not Ending.DISCONNECTED:
+                    # Cancelled between writes, the connection is fine: finish the body,
+                    # so the client sees a finished stream and reconnects at once.
+                    try:
+                        await self._write(send, _END)
+                    except asyncio.CancelledError:
+                        if not self._ours(task):
+                            raise
         finally:
+            # No await from here on, so that no end() can cancel code beyond this response.
+            self._task = None
+            self.watchdog.closed(self)
+            disconnect.cancel()
             self.finished(self.ending)
 
     def finished(self, ending: Ending | None) -> None:
@@ -224,37 +250,14 @@ class SSEResponse(Response):
         elif self.ending is None:
             self.ending = Ending.SHUTDOWN
 
-    async def _serve(self, receive: Receive, send: Send) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._task = task
-        self.watchdog.opened(self)
-        disconnect = asyncio.ensure_future(self._await_disconnect(receive))
-        try:
-            finished = await self._unless_ended(self._stream(send))
-            if finished or (not self._interrupted and self.ending is not Ending.DISCONNECTED):
-                # Also when cancelled between writes, as the connection is fine: the
-                # client then sees a finished stream and reconnects at once.
-                await self._unless_ended(self._write(send, _END))
-        finally:
-            # No await from here on, so that no end() can cancel code beyond this response.
-            self._task = None
-            self.watchdog.closed(self)
-            disconnect.cancel()
-
-    async def _unless_ended(self, step: Coroutine[object, object, None]) -> bool:
-        """Run ``step``; False if :meth:`end` cancelled it."""
-        try:
-            await step
-            return True
-        except asyncio.CancelledError:
-            # Ours if end() asked for it; the server's own (it gave up waiting for open
-            # requests) goes on up. uncancel() says how many requests are still pending.
-            assert self._task is not None
-            if not self._cancelled or self._task.uncancel() > 0:
-                raise
-            self._cancelled = False  # the final write may need cancelling too
+    def _ours(self, task: asyncio.Task[object]) -> bool:
+        """Whether the cancellation just caught is end()'s, and so ends here. The server's
+        own (it gave up waiting for open requests) goes on up: uncancel() says how many
+        requests are still pending."""
+        if not self._cancelled or task.uncancel() > 0:
             return False
+        self._cancelled = False  # the final write may need cancelling too
+        return True
 
     async def _stream(self, send: Send) -> None:
         await self._write(send, {"type": "http.response.start", "status": 200,
@@ -264,15 +267,16 @@ class SSEResponse(Response):
         async with contextlib.aclosing(self.frames) as frames:
             if self.watchdog.stopping:
                 self.ending = Ending.SHUTDOWN  # opened during a shutdown: end at once
-                return
-            try:
-                async for frame in frames:
-                    await self._write_frame(send, frame or HEARTBEAT)
-                    if self.ending is not None:
-                        return  # shutting down: the write it waited for is done
-            except Exception as exc:
-                if not await self.ends_cleanly(exc):
-                    raise
+            else:
+                try:
+                    async for frame in frames:
+                        await self._write_frame(send, frame or HEARTBEAT)
+                        if self.ending is not None:
+                            break  # shutting down: the write it waited for is done
+                except Exception as exc:
+                    if not await self.ends_cleanly(exc):
+                        raise
+        await self._write(send, _END)
 
     async def _write_frame(self, send: Send, frame: bytes) -> None:
         if len(frame) <= MAX_WRITE_BYTES:  # nearly all: no copy
