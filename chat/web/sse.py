@@ -81,7 +81,9 @@ class Watchdog:
         self._stop_by: float | None = None  # when writes must end during a shutdown
         self._open: set[SSEResponse] = set()
 
-    def __len__(self) -> int:
+    @property
+    def streams(self) -> int:
+        """How many streams are open."""
         return len(self._open)
 
     def opened(self, response: SSEResponse) -> None:

@@ -7,6 +7,7 @@ the test makes them, deterministically, to prove what the stream does about it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from chat.models import Agent
 from chat.ratelimit import RateLimiter
 from chat.repair import Repairer
 from chat.services import Services
-from chat.stream import Stream
+from chat.stream import IDLE, Stream, StreamLimits
 from chat.web.dashboard import AgentView
 from chat.web.widget import VisitorView
 from tests.conftest import Seed
@@ -83,6 +84,27 @@ async def test_an_entry_that_overtakes_an_earlier_one_is_preceded_by_it_from_the
     broker.release(topic, 1)  # ...and "two" arrives late: nothing is sent twice
     with pytest.raises(TimeoutError):
         await next_frame(stream, timeout=1)
+
+
+async def test_a_quiet_stream_yields_idle_each_heartbeat_and_still_delivers_after(
+    svc: Services, seed: Seed,
+) -> None:
+    """The response writes a heartbeat for each IDLE; the stream's own wait times it."""
+    broker = svc.broker
+    assert isinstance(broker, HeldBroker)
+    started = await actions.start(svc, site_id=seed.site_id, visitor_id=None, body="one")
+    conversation = started.conversation.id
+    stream = Stream(svc, VisitorView((conversation,)), limits=StreamLimits(heartbeat=0.2),
+                    ends_at=time.time() + 60).frames()
+    assert b"event: hello" in await next_frame(stream)
+    await next_frame(stream)  # status
+    assert [await next_frame(stream, timeout=2) for _ in range(2)] == [IDLE, IDLE]
+    await actions.send(svc, conversation, body="after a silence")
+    broker.release(f"conv:{conversation}", 1)  # 0 is the start's
+    while (batch := await next_frame(stream)) == IDLE:  # as many as the send took
+        pass
+    assert ids(batch) == [f"{conversation}-2"]
+    await stream.aclose()
 
 
 async def test_a_change_is_rendered_once_per_audience_however_many_streams_send_it(
