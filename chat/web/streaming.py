@@ -97,7 +97,8 @@ class StreamResponse(SSEResponse):
         stream.on_fell_behind = self._fell_behind
 
     def _fell_behind(self) -> None:
-        # Not blocked in a write, the stream notices by itself that it fell behind and ends.
+        # Blocked in a write, the stream cannot see its subscription overflow: end it now.
+        # Otherwise it sees the overflow at its next wait and ends by itself.
         self.end_if_writing(Ending.BEHIND)
 
     def finished(self, ending: Ending | None) -> None:
