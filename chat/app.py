@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 from chat import db, templating
 from chat.broker import create_broker
 from chat.config import Settings
-from chat.metrics import time_gc_pauses
+from chat.memory import Settler, freeze_start_up
 from chat.queries import installation
 from chat.ratelimit import RateLimiter
 from chat.repair import Repairer
@@ -56,9 +56,10 @@ def create_app(settings: Settings) -> Starlette:
             app.state.services = Services(settings, pool, broker, limiter, slots, watchdog)
             tasks = [asyncio.create_task(Repairer(broker, pool, settings.repair_interval).run(),
                                          name="repair-check"),
-                     asyncio.create_task(watchdog.run(), name="stream-watchdog")]
+                     asyncio.create_task(watchdog.run(), name="stream-watchdog"),
+                     asyncio.create_task(Settler().run(), name="gc-settler")]
             restore_signals = watchdog.shut_down_on_exit_signals()
-            settle_memory()
+            freeze_start_up()
             try:
                 yield
             finally:
@@ -82,20 +83,6 @@ def create_app(settings: Settings) -> Starlette:
                             auth.SignInRequired: auth.handle_sign_in_required},
         lifespan=lifespan,
     )
-
-
-def settle_memory() -> None:
-    """Take what start-up made (modules, templates, the pool) out of garbage collection.
-
-    Every full collection walks every tracked object; the long-lived ones made at start-up
-    are most of them and never become garbage, so walking them only lengthens each pause.
-    What is garbage already is collected first, as frozen objects are never freed.
-    """
-    time_gc_pauses()
-    gc.collect()
-    gc.freeze()
-    logger.info("Start-up done: %d objects frozen out of garbage collection",
-                gc.get_freeze_count())
 
 
 def app_from_env() -> Starlette:
