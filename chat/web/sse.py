@@ -1,9 +1,10 @@
 """A lean server-sent-events response, and the one watchdog per process that keeps its
 streams from hanging.
 
-Every open stream is a long-lived set of objects that each full garbage collection walks,
-so a stream should cost one task and a few objects. :class:`SSEResponse` therefore writes
-from the request's own task, with no task, timer or cancel scope per concern:
+Every open stream is a long-lived set of objects that memory and garbage collection pay
+for, so a stream should cost as few as it can. :class:`SSEResponse` writes from the
+request's own task, with no task, timer or cancel scope per concern (sse-starlette's
+response took seven tasks and nine cancel scopes):
 
 - the **heartbeat** is written by the same loop, when the frame iterator yields an empty
   frame (the stream's own wait for news times out, see ``StreamLimits.heartbeat``);
