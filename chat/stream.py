@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from chat.services import Services
 logger = logging.getLogger(__name__)
 
 MAX_VERSIONS_TRACKED = 10_000
-# What frames() yields after ``StreamLimits.heartbeat`` seconds with nothing to send, so
+# What frames() yields after (about) ``StreamLimits.heartbeat`` seconds with nothing to send, so
 # that the response can send a heartbeat without a timer of its own.
 IDLE = b""
 
@@ -77,7 +78,7 @@ class View(Protocol):
 class StreamLimits:
     queue_size: int = 256
     replay_limit: int = 500
-    heartbeat: float | None = None  # seconds with nothing to send before yielding IDLE
+    heartbeat: float | None = None  # at most this long with nothing to send, yield IDLE
 
 
 @dataclass
@@ -164,7 +165,11 @@ class Stream:
     def _time_left(self) -> float | None:
         """How long to wait for a delivery: until the end, if the stream has one, and
         no longer than a heartbeat."""
-        waits = [self.limits.heartbeat] if self.limits.heartbeat is not None else []
+        waits = []
+        if self.limits.heartbeat is not None:
+            # Between 80 % and all of it, at random: streams woken together (by a change
+            # every one shows) must not all wake together again at every heartbeat.
+            waits.append(self.limits.heartbeat * random.uniform(0.8, 1.0))
         if self.ends_at is not None:
             waits.append(max(0.0, self.ends_at - time.time()))
         return min(waits, default=None)
