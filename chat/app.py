@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 from chat import db, templating
 from chat.broker import create_broker
 from chat.config import Settings
+from chat.memory import Settler, freeze_start_up
 from chat.queries import installation
 from chat.ratelimit import RateLimiter
 from chat.repair import Repairer
@@ -26,6 +28,7 @@ from chat.web import admin, auth, dashboard, health, metrics, widget
 from chat.web.cors import WidgetCors
 from chat.web.http import EXCEPTION_HANDLERS, BodySizeLimit, Edge
 from chat.web.security import SecurityHeaders
+from chat.web.sse import Watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +52,23 @@ def create_app(settings: Settings) -> Starlette:
             limiter = RateLimiter(settings.redis_url, enabled=settings.rate_limits,
                                   namespace=namespace)
             slots = StreamSlots(settings.streams_per_client, settings.streams_per_address)
-            app.state.services = Services(settings, pool, broker, limiter, slots)
-            repairs = asyncio.create_task(Repairer(broker, pool, settings.repair_interval).run(),
-                                          name="repair-check")
+            watchdog = Watchdog()
+            app.state.services = Services(settings, pool, broker, limiter, slots, watchdog)
+            tasks = [asyncio.create_task(Repairer(broker, pool, settings.repair_interval).run(),
+                                         name="repair-check"),
+                     asyncio.create_task(watchdog.run(), name="stream-watchdog"),
+                     asyncio.create_task(Settler().run(), name="gc-settler")]
+            restore_signals = watchdog.shut_down_on_exit_signals()
+            freeze_start_up()
             try:
                 yield
             finally:
-                repairs.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await repairs
+                restore_signals()
+                gc.unfreeze()
+                for task in tasks:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 await broker.close()
         finally:
             await pool.close()

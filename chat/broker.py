@@ -76,7 +76,12 @@ class Subscription:
         self.topics: set[str] = set()
         self.overflowed = False
         self._on_overflow = on_overflow
-        self._queue: asyncio.Queue[Delivery | _Resync] = asyncio.Queue(maxsize)
+        self._maxsize = maxsize
+        # A deque and one waiter, not an asyncio.Queue: that is six objects (three deques,
+        # an Event and its deque), every open stream holds one, and each full garbage
+        # collection walks them all.
+        self._items: deque[Delivery | _Resync] = deque()
+        self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, item: Delivery | _Resync) -> None:
         """Queue an item without waiting; called by brokers."""
@@ -84,28 +89,35 @@ class Subscription:
             return
         if item is RESYNC:
             # A resync supersedes whatever is queued: the consumer will re-read it all.
-            while not self._queue.empty():
-                self._queue.get_nowait()
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
+            self._items.clear()
+        elif 0 < self._maxsize <= len(self._items):  # as asyncio.Queue: 0 is unbounded
             self.overflowed = True
-            self._queue.get_nowait()  # make room so a waiting get() wakes up and raises
-            self._queue.put_nowait(RESYNC)
+            self._items.clear()  # the consumer resumes from its cursor, not from these
+            self._wake()  # a waiting get() raises
             if self._on_overflow is not None:
                 self._on_overflow()
+            return
+        self._items.append(item)
+        self._wake()
 
     async def get(self) -> Delivery | _Resync:
         """The next delivery or :data:`RESYNC`; raise :class:`Overflow` once it overflowed."""
+        while not self._items and not self.overflowed:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         if self.overflowed:
             raise Overflow
-        item = await self._queue.get()
-        if self.overflowed:
-            raise Overflow
-        return item
+        return self._items.popleft()
 
     def pending(self) -> int:
-        return self._queue.qsize()
+        return len(self._items)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
 
 class Broker(Protocol):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import time
+
 from prometheus_client import Counter, Gauge, Histogram
 
 STREAMS_OPEN = Gauge("chat_streams_open", "SSE streams open in this process", ["audience"])
@@ -35,3 +38,44 @@ REPAIRS = Counter(
     "chat_repairs",
     "Conversations whose publish never reached this process, rung by the repair check",
 )
+GC_PAUSE = Histogram(
+    "chat_gc_pause_seconds", "How long each garbage collection stopped the process",
+    ["generation"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5),
+)
+GC_PAUSE_MAX = Gauge(
+    "chat_gc_pause_max_seconds", "The longest single garbage collection since the process started"
+)
+
+
+class _PauseTimer:
+    """A ``gc.callbacks`` hook that times each collection into ``GC_PAUSE``.
+
+    It runs inside the collector, at any allocation of any thread, so it takes only the
+    locks of values it owns: the histogram's children are made up front, since making one
+    takes the metric's lock, which the thread the collection interrupted may hold.
+    """
+
+    def __init__(self) -> None:
+        self._by_generation = [GC_PAUSE.labels(str(g)) for g in range(3)]
+        self._started = 0.0
+        self.longest = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._started
+        self._by_generation[info["generation"]].observe(pause)
+        if pause > self.longest:
+            self.longest = pause
+            GC_PAUSE_MAX.set(pause)
+
+
+_pause_timer = _PauseTimer()
+
+
+def time_gc_pauses() -> None:
+    """Time every garbage collection from now on (once per process, however often called)."""
+    if _pause_timer not in gc.callbacks:
+        gc.callbacks.append(_pause_timer)

@@ -11,6 +11,7 @@ from chat.config import Settings
 from chat.db import Pool
 from chat.ratelimit import RateLimiter
 from chat.slots import StreamSlots
+from chat.web.sse import Watchdog
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Services:
     broker: Broker
     limiter: RateLimiter
     streams: StreamSlots = field(default_factory=StreamSlots)
+    watchdog: Watchdog = field(default_factory=Watchdog)  # of the open SSE responses
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import random
 import time
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -38,6 +39,9 @@ from chat.services import Services
 logger = logging.getLogger(__name__)
 
 MAX_VERSIONS_TRACKED = 10_000
+# What frames() yields after (about) ``StreamLimits.heartbeat`` seconds with nothing to send, so
+# that the response can send a heartbeat without a timer of its own.
+IDLE = b""
 
 
 @functools.lru_cache(maxsize=1024)
@@ -74,6 +78,7 @@ class View(Protocol):
 class StreamLimits:
     queue_size: int = 256
     replay_limit: int = 500
+    heartbeat: float | None = None  # at most this long with nothing to send, yield IDLE
 
 
 @dataclass
@@ -97,8 +102,10 @@ class Stream:
     versions: dict[int, int] = field(default_factory=dict)  # newest state shown, by conversation
     shown: dict[int, list[bytes]] = field(default_factory=dict)  # its frames, by conversation
     refused: list[int] = field(default_factory=list)  # conversations whose cursor can't be served
-    # Set when the client fell behind, so the response can end even while blocked sending.
-    fell_behind: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when the client fell behind; on_fell_behind is called at that moment, so the
+    # response can end even while blocked sending.
+    fell_behind: bool = False
+    on_fell_behind: Callable[[], None] | None = None
     stopping: bool = False
     _subscription: Subscription | None = None
 
@@ -108,12 +115,17 @@ class Stream:
         if self._subscription is not None:
             self._subscription.offer(RESYNC)  # wakes the loop, which then sees ``stopping``
 
+    def _fall_behind(self) -> None:
+        self.fell_behind = True
+        if self.on_fell_behind is not None:
+            self.on_fell_behind()
+
     async def frames(self) -> AsyncIterator[bytes]:
         audience = self.view.audience
         metrics.STREAMS_OPEN.labels(audience).inc()
         try:
             async with subscribed(self.svc.broker, self.view.topics, self.limits.queue_size,
-                                  self.fell_behind.set) as sub:
+                                  self._fall_behind) as sub:
                 self._subscription = sub
                 batch, source = await self._catch_up(), "replay"
                 # Only now: a client that writes once it has the hello is sure to hear of it,
@@ -132,7 +144,11 @@ class Stream:
                     except Overflow:
                         return  # the response counts and logs the drop (see fell_behind)
                     except TimeoutError:
-                        break  # the session expired
+                        if self._expired():
+                            break  # the session expired
+                        yield IDLE
+                        batch = []
+                        continue
                     if self.stopping:
                         return
                     if isinstance(item, Delivery) and item.payload == events.RELOAD:
@@ -143,11 +159,20 @@ class Stream:
                         batch, source = await self._catch_up(), "resync"
                 yield frames.reload(self.refused)
         finally:
+            self._subscription = None  # it refers back to this stream
             metrics.STREAMS_OPEN.labels(audience).dec()
 
     def _time_left(self) -> float | None:
-        """How long to wait for a delivery: until the end, if the stream has one."""
-        return None if self.ends_at is None else max(0.0, self.ends_at - time.time())
+        """How long to wait for a delivery: until the end, if the stream has one, and
+        no longer than a heartbeat."""
+        waits = []
+        if self.limits.heartbeat is not None:
+            # Between 80 % and all of it, at random: streams woken together (by a change
+            # every one shows) must not all wake together again at every heartbeat.
+            waits.append(self.limits.heartbeat * random.uniform(0.8, 1.0))
+        if self.ends_at is not None:
+            waits.append(max(0.0, self.ends_at - time.time()))
+        return min(waits, default=None)
 
     def _expired(self) -> bool:
         return self.ends_at is not None and time.time() >= self.ends_at

@@ -299,7 +299,7 @@ async def test_closed_streams_leave_no_stream_subscription_or_task_behind(
     visitor = Visitor(app.url, seed.site_key)
     assert (await visitor.start("hello")).status_code == 201
     agent = await signed_in(app.url, seed)
-    async with visitor.stream():  # the first stream starts sse-starlette's shutdown watcher
+    async with visitor.stream():  # whatever a first stream sets up once, before counting
         pass
     await asyncio.sleep(0.5)
     tasks_before = await _metric(app, "chat_asyncio_tasks")
@@ -325,6 +325,46 @@ async def test_closed_streams_leave_no_stream_subscription_or_task_behind(
     await redis.aclose()
     await visitor.close()
     await agent.close()
+
+
+async def test_a_client_that_goes_away_gives_its_stream_back_at_once(
+    seed: Seed, app_env: dict[str, str], start_app: StartApp,
+) -> None:
+    """Nothing is written to a quiet stream before its heartbeat (15 s), and the server's
+    writes would not tell a disconnect anyway: the response notices it in receive()."""
+    app = start_app(dict(app_env, STREAMS_PER_CLIENT="1"))
+    visitor = Visitor(app.url, seed.site_key)
+    assert (await visitor.start("hello")).status_code == 201
+    url = f"/widget/{seed.site_key}/conversations/{visitor.conversation_id}/stream"
+    async with visitor.stream() as stream:
+        await stream.until(lambda es: len(es) >= 1)  # the status banner; quiet from now on
+        assert (await visitor.http.get(url, headers=visitor.headers)).status_code == 429
+    # The client closed the connection: well within a heartbeat, the slot is free again.
+    async with asyncio.timeout(5):
+        while await app.metric('chat_streams_open{audience="visitor"}') > 0:
+            await asyncio.sleep(0.05)
+    assert await app.metric("chat_broker_subscriptions") == 0
+    async with visitor.stream() as again:
+        await again.until(lambda es: len(es) >= 1)
+    await visitor.close()
+
+
+async def test_a_head_request_for_a_stream_gets_its_headers_and_holds_nothing(
+    seed: Seed, app_env: dict[str, str], start_app: StartApp,
+) -> None:
+    app = start_app(dict(app_env, STREAMS_PER_CLIENT="1"))
+    visitor = Visitor(app.url, seed.site_key)
+    assert (await visitor.start("hello")).status_code == 201
+    url = f"/widget/{seed.site_key}/conversations/{visitor.conversation_id}/stream"
+    for _ in range(2):  # a slot held by the first would refuse the second
+        head = await visitor.http.head(url, headers=visitor.headers, timeout=5)
+        assert head.status_code == 200, head.status_code
+        assert head.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert head.headers["cache-control"] == "no-cache, no-store"
+        assert head.headers["x-accel-buffering"] == "no"
+    async with visitor.stream() as stream:
+        await stream.until(lambda es: len(es) >= 1)
+    await visitor.close()
 
 
 async def test_sigterm_ends_open_streams_promptly(

@@ -7,12 +7,15 @@ the test makes them, deterministically, to prove what the stream does about it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import gc
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from starlette.types import Message
 
-from chat import db, frames, metrics
+from chat import db, events, frames, metrics
 from chat.actions import conversations as actions
 from chat.broker import MemoryBroker
 from chat.config import Settings
@@ -20,8 +23,10 @@ from chat.models import Agent
 from chat.ratelimit import RateLimiter
 from chat.repair import Repairer
 from chat.services import Services
-from chat.stream import Stream
+from chat.stream import IDLE, Stream, StreamLimits
 from chat.web.dashboard import AgentView
+from chat.web.sse import Watchdog
+from chat.web.streaming import StreamResponse
 from chat.web.widget import VisitorView
 from tests.conftest import Seed
 
@@ -83,6 +88,27 @@ async def test_an_entry_that_overtakes_an_earlier_one_is_preceded_by_it_from_the
     broker.release(topic, 1)  # ...and "two" arrives late: nothing is sent twice
     with pytest.raises(TimeoutError):
         await next_frame(stream, timeout=1)
+
+
+async def test_a_quiet_stream_yields_idle_each_heartbeat_and_still_delivers_after(
+    svc: Services, seed: Seed,
+) -> None:
+    """The response writes a heartbeat for each IDLE; the stream's own wait times it."""
+    broker = svc.broker
+    assert isinstance(broker, HeldBroker)
+    started = await actions.start(svc, site_id=seed.site_id, visitor_id=None, body="one")
+    conversation = started.conversation.id
+    stream = Stream(svc, VisitorView((conversation,)), limits=StreamLimits(heartbeat=0.2),
+                    ends_at=time.time() + 60).frames()
+    assert b"event: hello" in await next_frame(stream)
+    await next_frame(stream)  # status
+    assert [await next_frame(stream, timeout=2) for _ in range(2)] == [IDLE, IDLE]
+    await actions.send(svc, conversation, body="after a silence")
+    broker.release(f"conv:{conversation}", 1)  # 0 is the start's
+    while (batch := await next_frame(stream)) == IDLE:  # as many as the send took
+        pass
+    assert ids(batch) == [f"{conversation}-2"]
+    await stream.aclose()
 
 
 async def test_a_change_is_rendered_once_per_audience_however_many_streams_send_it(
@@ -174,3 +200,90 @@ async def test_inbox_rows_whose_publishes_were_lost_are_repaired_from_the_databa
 
     assert await repairer.check() == 0  # once repaired, checks find nothing more to do
     await stream.aclose()
+
+
+class Connection:
+    """The server's side of one client connection, for a response called in-process."""
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+        self.gone = asyncio.Event()
+        self.stalled = False  # every write blocks, as on a client that stopped reading
+        self.blocked = asyncio.Event()
+
+    async def receive(self) -> Message:
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        if self.stalled:
+            self.blocked.set()
+            await asyncio.Event().wait()
+        self.sent.append(message)
+
+
+async def test_a_stream_however_it_ends_leaves_no_cycle_for_the_collector(
+    svc: Services, seed: Seed,
+) -> None:
+    """Everything an ended stream held is freed by reference counting alone, which is what
+    lets the process freeze long-lived objects out of garbage collection (chat.memory)."""
+    broker = svc.broker
+    assert isinstance(broker, HeldBroker)
+    started = await actions.start(svc, site_id=seed.site_id, visitor_id=None, body="one")
+    conversation, topic = started.conversation.id, f"conv:{started.conversation.id}"
+
+    async def write_something() -> None:
+        await actions.send(svc, conversation, body="news")
+        broker.release(topic, -1)
+
+    async def served(end: Callable[[StreamResponse, Connection, Watchdog], Awaitable[None]],
+                     queue_size: int = 256) -> None:
+        watchdog, client, released = Watchdog(), Connection(), []
+        limits = StreamLimits(queue_size=queue_size, heartbeat=5)
+        response = StreamResponse(Stream(svc, VisitorView((conversation,)), limits=limits),
+                                  watchdog, on_close=lambda: released.append(True))
+        serving = asyncio.create_task(response({"type": "http", "method": "GET"},
+                                               client.receive, client.send))
+        async with asyncio.timeout(5):
+            while len(client.sent) < 3:  # the start, the hello, the status
+                await asyncio.sleep(0.01)
+            await end(response, client, watchdog)
+            await serving
+        assert released == [True]
+
+    async def disconnect(_: StreamResponse, client: Connection, __: Watchdog) -> None:
+        client.gone.set()
+
+    async def stall(_: StreamResponse, client: Connection, watchdog: Watchdog) -> None:
+        client.stalled = True
+        await write_something()
+        await client.blocked.wait()
+        watchdog.check(time.monotonic() + 60)
+
+    async def fall_behind(_: StreamResponse, client: Connection, __: Watchdog) -> None:
+        client.stalled = True
+        await write_something()
+        await client.blocked.wait()
+        broker.release(topic, 0, 0, 0)  # more than its queue holds
+
+    async def shut_down(_: StreamResponse, __: Connection, watchdog: Watchdog) -> None:
+        watchdog.shut_down()
+
+    async def reload(*_: object) -> None:
+        broker.ring_locally(topic, events.RELOAD)  # the frames run out
+
+    gc.collect()
+    gc.disable()  # nothing may be collected behind the test's back
+    try:
+        for end in (disconnect, stall, shut_down, reload):
+            await served(end)
+        await served(fall_behind, queue_size=2)
+        gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds stays in gc.garbage
+        gc.collect()
+        ours = [o for o in gc.garbage if type(o).__module__.startswith("chat.")
+                or getattr(o, "__qualname__", "").startswith(("SSEResponse", "Stream"))]
+        assert not ours, ours[:10]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()

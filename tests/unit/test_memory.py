@@ -1,0 +1,39 @@
+"""Settling: objects that survive a collection leave the generations the collector walks."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from chat.memory import Settler
+
+
+class Node:
+    def __init__(self) -> None:
+        self.peer: Node | None = None
+
+
+@pytest.fixture(autouse=True)
+def unfrozen() -> Iterator[None]:
+    gc.collect()
+    yield
+    gc.unfreeze()  # this process is pytest's: give it its collector back
+
+
+def test_survivors_are_frozen_once_there_are_enough_and_garbage_is_collected_first() -> None:
+    settler = Settler(limit=5_000)
+    settler.settle()  # pytest's own objects, if there are that many
+    kept = [Node() for _ in range(6_000)]
+    doomed = Node()
+    doomed.peer = doomed  # a cycle: only the collector can free it
+    gone = weakref.ref(doomed)
+    del doomed
+    frozen = gc.get_freeze_count()
+    assert settler.settle()
+    assert gone() is None  # collected, not frozen with the survivors
+    assert gc.get_freeze_count() >= frozen + len(kept)
+    assert len(gc.get_objects()) < 5_000  # the collector walks none of them from now on
+    assert not settler.settle()  # nothing new to settle
