@@ -53,9 +53,10 @@ def create_app(settings: Settings) -> Starlette:
                                   namespace=namespace)
             slots = StreamSlots(settings.streams_per_client, settings.streams_per_address)
             watchdog = Watchdog()
-            app.state.services = Services(settings, pool, broker, limiter, slots, watchdog)
-            tasks = [asyncio.create_task(Repairer(broker, pool, settings.repair_interval).run(),
-                                         name="repair-check"),
+            repairer = Repairer(broker, pool, settings.repair_interval)
+            app.state.services = Services(settings, pool, broker, limiter, slots, watchdog,
+                                          repairer)
+            tasks = [asyncio.create_task(repairer.run(), name="repair-check"),
                      asyncio.create_task(watchdog.run(), name="stream-watchdog"),
                      asyncio.create_task(Settler().run(), name="gc-settler")]
             restore_signals = watchdog.shut_down_on_exit_signals()

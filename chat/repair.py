@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 
 from chat import db, metrics
 from chat.broker import Broker
 from chat.events import RELOAD, conversation_topic, site_topic
-from chat.models import Change
+from chat.models import Change, ConversationState
 from chat.queries import conversations
 from chat.stream import decode
 
@@ -46,10 +47,16 @@ class Repairer:
     def hear(self, topic: str, payload: bytes) -> None:
         if payload == RELOAD or not topic.startswith(("conv:", "site:")):
             return
-        state = decode(payload).conversation
-        known = self._heard.get(state.id)
-        if known is None or state.version >= known[0]:
-            self._heard[state.id] = (state.version, time.monotonic())
+        self.saw([decode(payload).conversation])
+
+    def saw(self, states: Iterable[ConversationState]) -> None:
+        """Count states a stream read from the database as heard: a conversation that
+        changed before this process subscribed to it was not missed."""
+        now = time.monotonic()
+        for state in states:
+            known = self._heard.get(state.id)
+            if known is None or state.version >= known[0]:
+                self._heard[state.id] = (state.version, now)
 
     async def run(self) -> None:
         """Check every ``interval`` seconds until cancelled; a failed check is retried
@@ -74,9 +81,9 @@ class Repairer:
                       if version > self._heard.get(id_, (0, 0.0))[0]
                       and self._shown(id_, site_id)]
             states = await conversations.states(conn, missed) if missed else []
+        self.saw(states)
         for state in states:
             payload = Change(state).encode()
-            self._heard[state.id] = (state.version, time.monotonic())
             self.broker.ring_locally(conversation_topic(state.id), payload)
             self.broker.ring_locally(site_topic(state.site_id), payload)
         if states:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
@@ -11,6 +12,9 @@ from chat.config import Settings
 from chat.db import Pool
 from chat.ratelimit import RateLimiter
 from chat.slots import StreamSlots
+
+if TYPE_CHECKING:
+    from chat.repair import Repairer
 from chat.web.sse import Watchdog
 
 
@@ -22,6 +26,7 @@ class Services:
     limiter: RateLimiter
     streams: StreamSlots = field(default_factory=StreamSlots)
     watchdog: Watchdog = field(default_factory=Watchdog)  # of the open SSE responses
+    repairer: Repairer | None = None  # what this process heard (see chat.repair)
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -187,6 +187,8 @@ class Stream:
         async with self.svc.pool.acquire() as conn:
             batch, states = await self.view.snapshot(conn)
             self._remember(states)
+            if self.svc.repairer is not None:
+                self.svc.repairer.saw(states)
             self.shown.clear()  # the snapshot re-rendered everything
             watched = {s.id: s for s in states if s.id in self.view.watched}
             self.refused = [id_ for id_, state in watched.items() if not self._position(state)]

@@ -287,3 +287,19 @@ async def test_a_stream_however_it_ends_leaves_no_cycle_for_the_collector(
         gc.set_debug(0)
         gc.garbage.clear()
         gc.enable()
+
+
+async def test_a_change_read_by_a_streams_catch_up_is_not_rung_again(
+    svc: Services, seed: Seed,
+) -> None:
+    """A process hears only the topics it subscribes to: a conversation that changed just
+    before its first stream opened was read by that stream's catch-up, not missed."""
+    started = await actions.start(svc, site_id=seed.site_id, visitor_id=None, body="one")
+    conversation = started.conversation.id
+    await actions.send(svc, conversation, body="before anyone listened")  # never released
+    svc.repairer = Repairer(svc.broker, svc.pool)
+    stream = Stream(svc, VisitorView((conversation,))).frames()
+    await next_frame(stream)  # hello
+    await next_frame(stream)  # status
+    assert await svc.repairer.check() == 0
+    await stream.aclose()
