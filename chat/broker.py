@@ -18,7 +18,7 @@ import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -56,6 +56,7 @@ class _Resync:
 
 
 RESYNC: Final = _Resync()
+Item = Delivery | _Resync  # what a subscription hands its consumer
 
 
 class Overflow(Exception):
@@ -68,10 +69,19 @@ class Subscription:
     Brokers never block on a slow consumer: when the queue is full the subscription is
     marked overflowed and :meth:`get` raises :class:`Overflow`, so the consumer can
     disconnect and later resume from its own cursor.
+
+    With ``defer``, deliveries that only update state the consumer may show late are held
+    instead of queued: ``defer`` names the state a delivery updates and its version (or
+    None for a delivery that must not wait), only the newest version of each state is kept,
+    and they are released together at most ``tick`` seconds after the first was held, or earlier
+    with the next delivery that cannot wait. A consumer of every inbox row of a busy site
+    then wakes a few times a second, not once per message.
     """
 
     def __init__(
-        self, maxsize: int = DEFAULT_QUEUE_SIZE, on_overflow: Callable[[], None] | None = None
+        self, maxsize: int = DEFAULT_QUEUE_SIZE, on_overflow: Callable[[], None] | None = None,
+        defer: Callable[[Delivery], tuple[Hashable, int] | None] | None = None,
+        tick: float = 0.25,
     ) -> None:
         self.topics: set[str] = set()
         self.overflowed = False
@@ -80,19 +90,28 @@ class Subscription:
         # A deque and one waiter, not an asyncio.Queue: that is six objects (three deques,
         # an Event and its deque), every open stream holds one, and each full garbage
         # collection walks them all.
-        self._items: deque[Delivery | _Resync] = deque()
+        self._items: deque[Item] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._defer = defer
+        self._tick = tick
+        self._held: dict[Hashable, tuple[int, Delivery]] = {}
+        self._release: asyncio.TimerHandle | None = None
+        self._ripe = False  # the tick passed: what is held may go
 
-    def offer(self, item: Delivery | _Resync) -> None:
+    def offer(self, item: Item) -> None:
         """Queue an item without waiting; called by brokers."""
         if self.overflowed:
             return
         if item is RESYNC:
             # A resync supersedes whatever is queued: the consumer will re-read it all.
             self._items.clear()
+            self._held.clear()
+        elif isinstance(item, Delivery) and self._hold(item):
+            return
         elif 0 < self._maxsize <= len(self._items):  # as asyncio.Queue: 0 is unbounded
             self.overflowed = True
             self._items.clear()  # the consumer resumes from its cursor, not from these
+            self._held.clear()
             self._wake()  # a waiting get() raises
             if self._on_overflow is not None:
                 self._on_overflow()
@@ -100,20 +119,68 @@ class Subscription:
         self._items.append(item)
         self._wake()
 
-    async def get(self) -> Delivery | _Resync:
-        """The next delivery or :data:`RESYNC`; raise :class:`Overflow` once it overflowed."""
-        while not self._items and not self.overflowed:
+    def _hold(self, delivery: Delivery) -> bool:
+        """Hold ``delivery`` if it may wait; True if it was held (or is already outdated)."""
+        deferred = self._defer(delivery) if self._defer is not None else None
+        if deferred is None:
+            return False
+        key, version = deferred
+        held = self._held.get(key)
+        if held is None or held[0] < version:
+            self._held[key] = (version, delivery)
+        if self._release is None:
+            # Dashboards all hold the same site's rows from the same first message: a tick
+            # of random length keeps them from all waking, and writing, at the same moment.
+            self._release = asyncio.get_running_loop().call_later(
+                self._tick * random.uniform(0.5, 1.0), self._ripen)
+        return True
+
+    async def get(self) -> Item:
+        """The next delivery or :data:`RESYNC`; raise :class:`Overflow` once it overflowed.
+
+        Held deliveries come out once their tick has passed, or with the next one that
+        could not wait."""
+        while True:
+            if self.overflowed:
+                raise Overflow
+            if self._held and (self._ripe or self._items):
+                self._items.extend(self._take_held())
+            if self._items:
+                return self._items.popleft()
+            self._ripe = False  # ripe, but a resync took what was held
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
-        if self.overflowed:
-            raise Overflow
-        return self._items.popleft()
+
+    def ready(self) -> list[Item]:
+        """Everything queued now (held deliveries included), without waiting: a consumer
+        that was woken takes it all in one go."""
+        items = [*self._items, *self._take_held()]
+        self._items.clear()
+        return items
+
+    def _take_held(self) -> list[Delivery]:
+        held = [delivery for _, delivery in self._held.values()]
+        self._held.clear()
+        self.cancel_release()
+        return held
+
+    def _ripen(self) -> None:
+        self._release = None
+        self._ripe = True
+        self._wake()
+
+    def cancel_release(self) -> None:
+        """Forget the pending release (what was held was taken, or the consumer is leaving)."""
+        self._ripe = False
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
 
     def pending(self) -> int:
-        return len(self._items)
+        return len(self._items) + len(self._held)
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -219,13 +286,17 @@ async def subscribed(
     topics: Iterable[str],
     maxsize: int = DEFAULT_QUEUE_SIZE,
     on_overflow: Callable[[], None] | None = None,
+    defer: Callable[[Delivery], tuple[Hashable, int] | None] | None = None,
+    tick: float = 0.25,
 ) -> AsyncIterator[Subscription]:
-    """A subscription to ``topics`` that is removed from the broker however the block ends."""
-    sub = Subscription(maxsize, on_overflow)
+    """A subscription to ``topics`` (see :class:`Subscription`) that is removed from the
+    broker however the block ends."""
+    sub = Subscription(maxsize, on_overflow, defer, tick)
     try:
         await broker.subscribe(sub, topics)
         yield sub
     finally:
+        sub.cancel_release()
         await broker.unsubscribe(sub)
 
 

@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-from chat.events import Cursor, frame
+from chat.events import LINE_END, Cursor, frame
 from chat.models import ConversationState, Entry
 from chat.templating import render
 
@@ -76,8 +76,17 @@ def status(state: ConversationState, audience: Audience) -> bytes:
 
 
 def inbox_row(state: ConversationState) -> bytes:
+    """One inbox row, on one ``data:`` line: every dashboard gets each changed row, so its
+    size counts (the template's indentation and line breaks are half of it)."""
     key = ("inbox_row", state.id, state.version)
-    return cache.get(key, lambda: frame(render("sse/inbox_row.html", conversation=state)))
+    return cache.get(key, lambda: frame(one_line(render("sse/inbox_row.html",
+                                                        conversation=state))))
+
+
+def one_line(html: str) -> str:
+    """``html`` with each line break and the indentation around it made one space, which
+    HTML shows the same way (safe only where no text is preformatted, as in a row)."""
+    return " ".join(line.strip() for line in LINE_END.split(html) if line.strip())
 
 
 def inbox(states: Sequence[ConversationState]) -> bytes:

@@ -5,6 +5,9 @@ A stream carries two kinds of data (see the design, section 5):
 - **state** (inbox rows, a conversation's status) is re-rendered from the database whenever
   the stream (re)connects or resyncs, and afterwards updated from published changes,
   dropping any change older than what was already shown (each state has a version);
+  the state of conversations it does not watch waits up to ``StreamLimits.state_tick``
+  so that a busy site costs each dashboard a few writes a second, each row sent once in
+  its newest version, instead of a write per message;
 - **history** of the conversations the stream watches (one page's, or every tab's of a
   browser when one tab holds the stream for all) is sent with ``id: C-S`` cursors: for
   each conversation, replayed from the database after the client's cursor, then live,
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from chat import events, frames, metrics
-from chat.broker import RESYNC, Delivery, Overflow, Subscription, subscribed
+from chat.broker import RESYNC, Delivery, Item, Overflow, Subscription, subscribed
 from chat.db import Connection
 from chat.events import Cursor
 from chat.frames import Audience
@@ -79,6 +82,9 @@ class StreamLimits:
     queue_size: int = 256
     replay_limit: int = 500
     heartbeat: float | None = None  # at most this long with nothing to send, yield IDLE
+    # How long the state of conversations whose history the stream does not carry (inbox
+    # rows) may wait, so that all that changed meanwhile goes in one write, each row once.
+    state_tick: float = 0.25
 
 
 @dataclass
@@ -125,7 +131,8 @@ class Stream:
         metrics.STREAMS_OPEN.labels(audience).inc()
         try:
             async with subscribed(self.svc.broker, self.view.topics, self.limits.queue_size,
-                                  self._fall_behind) as sub:
+                                  self._fall_behind, self._deferrable,
+                                  self.limits.state_tick) as sub:
                 self._subscription = sub
                 batch, source = await self._catch_up(), "replay"
                 # Only now: a client that writes once it has the hello is sure to hear of it,
@@ -140,7 +147,7 @@ class Stream:
                         break
                     try:
                         async with asyncio.timeout(self._time_left()):
-                            item = await sub.get()
+                            items = [await sub.get(), *sub.ready()]
                     except Overflow:
                         return  # the response counts and logs the drop (see fell_behind)
                     except TimeoutError:
@@ -151,16 +158,33 @@ class Stream:
                         continue
                     if self.stopping:
                         return
-                    if isinstance(item, Delivery) and item.payload == events.RELOAD:
-                        batch = None  # signed out, or its state can no longer be shown
-                    elif isinstance(item, Delivery):
-                        batch, source = await self._apply(decode(item.payload)), "live"
-                    else:
-                        batch, source = await self._catch_up(), "resync"
+                    batch, source = await self._handle(items)
                 yield frames.reload(self.refused)
         finally:
             self._subscription = None  # it refers back to this stream
             metrics.STREAMS_OPEN.labels(audience).dec()
+
+    async def _handle(self, items: Sequence[Item]) -> tuple[list[bytes] | None, str]:
+        """Frames for what woke the stream, all sent in one write (None: reload instead)."""
+        if any(item is RESYNC for item in items):
+            return await self._catch_up(), "resync"  # it re-reads all the others showed
+        batch: list[bytes] = []
+        for item in items:
+            assert isinstance(item, Delivery)
+            if item.payload == events.RELOAD:
+                return None, "live"  # signed out, or its state can no longer be shown
+            batch += await self._apply(decode(item.payload))
+        return batch, "live"
+
+    def _deferrable(self, delivery: Delivery) -> tuple[int, int] | None:
+        """What a delivery updates, if it may wait for the next tick: the state of a
+        conversation whose history this stream does not carry (an inbox row is state,
+        see the design, section 5); entries and the watched conversations' status never
+        wait."""
+        if delivery.payload == events.RELOAD:
+            return None
+        state = decode(delivery.payload).conversation
+        return None if state.id in self.view.watched else (state.id, state.version)
 
     def _time_left(self) -> float | None:
         """How long to wait for a delivery: until the end, if the stream has one, and

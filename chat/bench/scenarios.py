@@ -122,12 +122,14 @@ async def team(target: Target, shape: Shape, quick: bool) -> Result:
     try:
         result = await _step(load, target, shape.rate, shape.duration)
         held = shape.rate if _held(result, 50, 500) else 0.0
-        rate = shape.rate
-        while held == rate and not quick:
-            rate *= 1.5
-            step = await _step(load, target, rate, 10)
-            if _held(step, 50, 500):
-                held = rate
+        rate, factor = shape.rate, 1.5 if held else 1 / 1.5
+        for _ in range(0 if quick else 4):
+            rate = round(rate * factor)
+            step_held = _held(await _step(load, target, rate, 10), 50, 500)
+            if step_held:
+                held = max(held, rate)
+            if step_held != (factor > 1):
+                break  # rising, it broke; falling, it held
         result["highest_rate_held"] = held
         return result
     finally:

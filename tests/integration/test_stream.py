@@ -303,3 +303,35 @@ async def test_a_change_read_by_a_streams_catch_up_is_not_rung_again(
     await next_frame(stream)  # status
     assert await svc.repairer.check() == 0
     await stream.aclose()
+
+
+async def test_inbox_rows_of_other_conversations_are_coalesced_but_the_open_one_never_waits(
+    svc: Services, seed: Seed,
+) -> None:
+    """A busy site costs a dashboard one write per tick, each changed row in its newest
+    version once; the conversation the agent has open is history, sent as it happens."""
+    broker = svc.broker
+    assert isinstance(broker, HeldBroker)
+    site = f"site:{seed.site_id}"
+    opened = (await actions.start(svc, site_id=seed.site_id, visitor_id=None,
+                                  body="the open one")).conversation.id
+    busy = (await actions.start(svc, site_id=seed.site_id, visitor_id=None,
+                                body="busy 0")).conversation.id
+    view = AgentView([seed.site_id], seed.agent_id, "session:test", watched=(opened,),
+                     inbox="open")
+    stream = Stream(svc, view, limits=StreamLimits(state_tick=60)).frames()  # never passes
+    await next_frame(stream)  # hello
+    await next_frame(stream)  # the inbox and the open conversation's status
+    broker.held.clear()
+
+    for n in range(1, 6):
+        await actions.send(svc, busy, body=f"busy {n}")
+    broker.release(site, 0, 1, 2, 3, 4)
+    await actions.send(svc, opened, body="a reply")
+    broker.release(site, 5)
+
+    batch = (await next_frame(stream, timeout=2)).decode()  # at once, not after the tick
+    assert "a reply" in batch and f'id: {opened}-2' in batch
+    assert batch.count(f'id="conversation-{busy}"') == 1  # five changes, one row
+    assert "busy 5" in batch and "busy 4" not in batch
+    await stream.aclose()
