@@ -23,6 +23,19 @@ class Http:
 
     async def request(self, method: str, path: str, body: bytes = b"",
                       headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        reused = self.writer is not None and not self.writer.is_closing()
+        try:
+            return await self._exchange(method, path, body, headers)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            if not reused:
+                raise
+        # The server closed the idle keep-alive connection as the request left: send it
+        # again on a new one, as browsers do (a message's client_id makes that safe).
+        self.close()
+        return await self._exchange(method, path, body, headers)
+
+    async def _exchange(self, method: str, path: str, body: bytes,
+                        headers: dict[str, str] | None) -> tuple[int, bytes]:
         if self.writer is None or self.writer.is_closing():
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None

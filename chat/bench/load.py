@@ -19,6 +19,7 @@ import random
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -79,14 +80,16 @@ class Tally:
     agent_seen: dict[tuple[int, int], int] = field(default_factory=dict)  # (agent, conv) -> n
     duplicates: int = 0
     failed_posts: int = 0
+    failures: Counter[int] = field(default_factory=Counter)  # by HTTP status, 0: no answer
 
     def scheduled(self, client_id: str, conversation_id: int, due: float) -> None:
         self.due[client_id] = due
         self.conversation_of[client_id] = conversation_id
         self.sent_order.setdefault(conversation_id, []).append(client_id)
 
-    def failed(self, client_id: str) -> None:
+    def failed(self, client_id: str, status: int) -> None:
         self.failed_posts += 1
+        self.failures[status] += 1
         del self.due[client_id]
         order = self.sent_order[self.conversation_of.pop(client_id)]
         order.remove(client_id)
@@ -286,7 +289,7 @@ class Load:
             http.close()
             status = 0
         if status != 201:
-            self.tally.failed(client_id)
+            self.tally.failed(client_id, status)
 
     def visitor_deliveries_owed(self) -> int:
         streams_of: dict[int, int] = {}

@@ -35,6 +35,13 @@ NAMES = list(SHAPES)
 Run = Callable[[Target, Shape], Coroutine[Any, Any, Result]]
 
 
+def idle_pauses(pauses: dict[str, float] | None) -> str:
+    if pauses is None:
+        return "not measured"
+    return (f"{pauses['pauses']}, {pauses['over_20_ms']} over 20 ms, all within "
+            f"{pauses['all_within_ms']:g} ms")
+
+
 def run(names: list[str], database_url: str, out: Path, quick: bool) -> dict[str, Any]:
     """Each scenario against the product and the floor; the report, written to ``out``."""
     results: dict[str, Any] = {"machine": machine()}
@@ -156,8 +163,9 @@ def markdown(results: dict[str, Any]) -> str:
             f"each (floor {floor['kib_per_stream']} KiB, "
             f"{ratio(product['kib_per_stream'], floor['kib_per_stream'])}); "
             f"{product['queries_per_s']} database transactions/s and "
-            f"{product['cpu'].get('server')} % of a core while idle; longest GC pause "
-            f"{product['gc_pause_max_ms']} ms.")
+            f"{product['cpu'].get('server')} % of a core while idle; "
+            f"GC pauses while idle: {idle_pauses(product.get('gc_pauses_idle'))}; longest "
+            f"since start-up (opening the streams included) {product['gc_pause_max_ms']} ms.")
     client = max((r.get("cpu", {}).get("bench_client", 0.0)
                   for pair in results.values() if isinstance(pair, dict)
                   for r in pair.values() if isinstance(r, dict)), default=0.0)

@@ -90,7 +90,8 @@ async def _step(load: Load, target: Target, rate: float, duration: float,
     agents = len(load.agent_cookies)
     return {
         "rate": rate, "achieved": round(len(tally.due) / posting, 1),
-        "failed_posts": tally.failed_posts, "visitor": _figures(tally.visitor),
+        "failed_posts": tally.failed_posts, "failures": dict(tally.failures),
+        "visitor": _figures(tally.visitor),
         "agent": _figures(tally.agent) if agents else None,
         "delivered": len(tally.received), "owed": owed, "lost": owed - len(tally.received),
         "duplicated": tally.duplicates,
@@ -176,16 +177,19 @@ async def idle(target: Target, shape: Shape, database_url: str | None,
     await load.start_conversations(shape.conversations)
     rss_before = usage.rss()
     opened = await load.open_streams(shape.streams)
-    await asyncio.sleep(2)  # the last streams settle
+    # PostgreSQL counts an idle backend's transactions up to 10 s late (its statistics
+    # flush): the catch-ups of the last streams opened must not count as idle queries.
+    await asyncio.sleep(11)
     open_rss = usage.rss()
     commits = await _commits(database_url)
+    pauses_open = await target.server.gc_pauses()
     usage.begin()
     started = time.perf_counter()
     await asyncio.sleep(quiet)
     cpu = usage.cpu_percent()
     elapsed = time.perf_counter() - started
     after = await _commits(database_url)
-    pause = await target.server.gc_pause_max_ms()
+    pauses = await target.server.gc_pauses()
     await load.close()
     return {
         "streams": shape.streams, "opened_in_s": round(opened, 1),
@@ -193,7 +197,11 @@ async def idle(target: Target, shape: Shape, database_url: str | None,
         "kib_per_stream": round((open_rss - rss_before) / 1024 / shape.streams, 1),
         "queries_per_s": (None if commits is None or after is None
                           else round((after - commits - 1) / elapsed, 2)),
-        "cpu": cpu, "gc_pause_max_ms": pause,
+        "cpu": cpu,
+        # The longest since start-up (the opening burst included), and those while idle.
+        "gc_pause_max_ms": None if pauses is None else round(pauses.longest * 1000, 1),
+        "gc_pauses_idle": (None if pauses is None or pauses_open is None
+                           else pauses.since(pauses_open)),
     }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import re
 import secrets
@@ -44,16 +45,41 @@ class Server:
     def port(self) -> int:
         return urlsplit(self.url).port or 80
 
-    async def gc_pause_max_ms(self) -> float | None:
-        """The longest garbage-collection pause the server measured, if it measures them."""
+    async def gc_pauses(self) -> GcPauses | None:
+        """The garbage-collection pauses the server measured so far, if it measures them."""
         if self.metrics_token is None:
             return None
         http = Http(self.host, self.port)
         status, body = await http.request(
             "GET", "/metrics", headers={"Authorization": f"Bearer {self.metrics_token}"})
         http.close()
-        found = re.search(rb"^chat_gc_pause_max_seconds (\S+)$", body, re.MULTILINE)
-        return round(float(found.group(1)) * 1000, 1) if status == 200 and found else None
+        if status != 200:
+            return None
+        longest = re.search(rb"^chat_gc_pause_max_seconds (\S+)$", body, re.MULTILINE)
+        buckets: dict[float, float] = {}
+        for bound, count in re.findall(rb'^chat_gc_pause_seconds_bucket{.*le="([^"]+)"} (\S+)$',
+                                       body, re.MULTILINE):
+            buckets[float(bound)] = buckets.get(float(bound), 0.0) + float(count)
+        return GcPauses(float(longest.group(1)) if longest else 0.0, buckets)
+
+
+@dataclass(frozen=True)
+class GcPauses:
+    """What the server's ``chat_gc_pause_*`` metrics say: the longest pause since it
+    started, and how many pauses took at most each bucket's bound, in seconds (all
+    generations together)."""
+
+    longest: float
+    at_most: dict[float, float]
+
+    def since(self, earlier: GcPauses) -> dict[str, float | int]:
+        """The pauses after ``earlier``: how many, how many over 20 ms, and the bound
+        that all of them stayed within (in ms)."""
+        counts = {bound: n - earlier.at_most.get(bound, 0.0) for bound, n in self.at_most.items()}
+        total = counts.get(math.inf, 0.0)
+        within = min((bound for bound, n in counts.items() if n >= total), default=math.inf)
+        return {"pauses": int(total), "over_20_ms": int(total - counts.get(0.02, 0.0)),
+                "all_within_ms": within * 1000}
 
 
 def free_port() -> int:
