@@ -195,7 +195,7 @@ def plot(results: dict[str, Any], samples: dict[str, Any], out: Path) -> None:
                     axis.plot(xs, ys, style, label=f"{side} p{round(q * 100)}")
         axis.set(title=f"{name}: visitor latency over time", xlabel="second of the run",
                  ylabel="ms", yscale="log")
-        axis.yaxis.set_major_formatter(ticker.ScalarFormatter())
+        _milliseconds(axis.yaxis, ticker)
         axis.legend()
         figure.savefig(out / f"{name}-latency.png", dpi=100, bbox_inches="tight")
         plt.close(figure)
@@ -209,10 +209,17 @@ def plot(results: dict[str, Any], samples: dict[str, Any], out: Path) -> None:
     axis.axhline(100, color="grey", linestyle="--", linewidth=1, label="bound: 100 ms")
     axis.set(title="ramp: visitor p99 against offered rate", xlabel="messages/s",
              ylabel="p99 ms", yscale="log")
-    axis.yaxis.set_major_formatter(ticker.ScalarFormatter())
+    _milliseconds(axis.yaxis, ticker)
     axis.legend()
     figure.savefig(out / "ramp-p99.png", dpi=100, bbox_inches="tight")
     plt.close(figure)
+
+
+def _milliseconds(axis: Any, ticker: Any) -> None:
+    """A log axis labelled 1, 2, 5, 10, 20, 50, ... in plain numbers."""
+    axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    axis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _per_second(points: list[tuple[float, float]], q: float) -> tuple[list[int], list[float]]:
