@@ -28,7 +28,7 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[bench]'
 	touch $@ $(VENV)/.installed
 
-# The capacity report (README, "Performance"); ARGS="--quick" for a smoke run.
+# The capacity report (README, "Benchmark"); ARGS="--quick" for a smoke run.
 bench: $(VENV)/.installed-bench
 	$(BIN)/chat bench --scenario all $(ARGS)
 

@@ -21,6 +21,7 @@ from chat import db
 from chat.actions.agents import insert_agent, prepare_agent
 from chat.actions.sites import create_site, ensure_default_site
 from chat.app import configure_logging
+from chat.bench import SCENARIOS
 from chat.config import ConfigError, Settings
 from chat.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from chat.errors import ChatError
@@ -207,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="the capacity report: named scenarios against the product and the floor"
     )
     bench.add_argument("--scenario", default="all",
-                       choices=["all", "team", "steady", "ramp", "idle", "storm", "scale-out"])
+                       choices=["all", *SCENARIOS])
     bench.add_argument("--quick", action="store_true", help="a smoke run: a tenth of the load")
     bench.add_argument("--out", default="bench-results", help="where the report goes")
     bench.set_defaults(handler=cmd_bench)

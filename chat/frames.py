@@ -86,7 +86,7 @@ def inbox_row(state: ConversationState) -> bytes:
 def one_line(html: str) -> str:
     """``html`` with each line break and the indentation around it made one space, which
     HTML shows the same way (safe only where no text is preformatted, as in a row)."""
-    return " ".join(line.strip() for line in LINE_END.split(html) if line.strip())
+    return " ".join(filter(None, (line.strip() for line in LINE_END.split(html))))
 
 
 def inbox(states: Sequence[ConversationState]) -> bytes:

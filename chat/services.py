@@ -12,10 +12,10 @@ from chat.config import Settings
 from chat.db import Pool
 from chat.ratelimit import RateLimiter
 from chat.slots import StreamSlots
-
-if TYPE_CHECKING:
-    from chat.repair import Repairer
 from chat.web.sse import Watchdog
+
+if TYPE_CHECKING:  # chat.repair needs chat.stream, which needs this module
+    from chat.repair import Repairer
 
 
 @dataclass

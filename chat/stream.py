@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from chat import events, frames, metrics
-from chat.broker import RESYNC, Delivery, Item, Overflow, Subscription, subscribed
+from chat.broker import RESYNC, Delivery, Item, Overflow, subscribed
 from chat.db import Connection
 from chat.events import Cursor
 from chat.frames import Audience
@@ -112,14 +112,6 @@ class Stream:
     # response can end even while blocked sending.
     fell_behind: bool = False
     on_fell_behind: Callable[[], None] | None = None
-    stopping: bool = False
-    _subscription: Subscription | None = None
-
-    def stop(self) -> None:
-        """End the stream cleanly (the server is shutting down); the client will reconnect."""
-        self.stopping = True
-        if self._subscription is not None:
-            self._subscription.offer(RESYNC)  # wakes the loop, which then sees ``stopping``
 
     def _fall_behind(self) -> None:
         self.fell_behind = True
@@ -133,7 +125,6 @@ class Stream:
             async with subscribed(self.svc.broker, self.view.topics, self.limits.queue_size,
                                   self._fall_behind, self._deferrable,
                                   self.limits.state_tick) as sub:
-                self._subscription = sub
                 batch, source = await self._catch_up(), "replay"
                 # Only now: a client that writes once it has the hello is sure to hear of it,
                 # even without a cursor (live from the catch-up's "now").
@@ -156,12 +147,9 @@ class Stream:
                         yield IDLE
                         batch = []
                         continue
-                    if self.stopping:
-                        return
                     batch, source = await self._handle(items)
                 yield frames.reload(self.refused)
         finally:
-            self._subscription = None  # it refers back to this stream
             metrics.STREAMS_OPEN.labels(audience).dec()
 
     async def _handle(self, items: Sequence[Item]) -> tuple[list[bytes] | None, str]:

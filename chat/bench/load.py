@@ -20,7 +20,7 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
@@ -79,7 +79,6 @@ class Tally:
     received: set[tuple[int, str]] = field(default_factory=set)  # (stream, client id)
     agent_seen: dict[tuple[int, int], int] = field(default_factory=dict)  # (agent, conv) -> n
     duplicates: int = 0
-    failed_posts: int = 0
     failures: Counter[int] = field(default_factory=Counter)  # by HTTP status, 0: no answer
 
     def scheduled(self, client_id: str, conversation_id: int, due: float) -> None:
@@ -88,7 +87,6 @@ class Tally:
         self.sent_order.setdefault(conversation_id, []).append(client_id)
 
     def failed(self, client_id: str, status: int) -> None:
-        self.failed_posts += 1
         self.failures[status] += 1
         del self.due[client_id]
         order = self.sent_order[self.conversation_of.pop(client_id)]
@@ -129,13 +127,10 @@ class Tally:
 
 
 class Load:
-    """Conversations and streams on one server (or two: ``stream_port`` for the streams),
-    and the messages posted to them."""
+    """Conversations and streams on one server, and the messages posted to them."""
 
-    def __init__(self, host: str, port: int, site_key: str, *,
-                 stream_port: int | None = None) -> None:
+    def __init__(self, host: str, port: int, site_key: str) -> None:
         self.host, self.port, self.site_key = host, port, site_key
-        self.stream_port = stream_port or port
         self.tally = Tally()
         self.visitors: list[Visitor] = []
         self.streams: dict[int, asyncio.Task[None]] = {}
@@ -169,7 +164,7 @@ class Load:
         at_once = asyncio.Semaphore(4)
 
         async def login(email: str, password: str) -> str:
-            http = Http(self.host, self.stream_port)
+            http = Http(self.host, self.port)
             body = f"email={email}&password={password}".encode()
             async with at_once:
                 status, raw = await http.request(
@@ -191,7 +186,7 @@ class Load:
         after = self.stream_cursor.get(index, visitor.last_seq)
         path = (f"/widget/{self.site_key}/conversations/{visitor.conversation_id}/stream"
                 f"?after={after}")
-        async for event in sse_events(self.host, self.stream_port, path,
+        async for event in sse_events(self.host, self.port, path,
                                       {"X-Visitor-Token": visitor.token}):
             if event.startswith(b"event: hello"):
                 self._saw_hello()
@@ -201,7 +196,7 @@ class Load:
             self.tally.visitor_event(index, event, time.perf_counter())
 
     async def _agent_stream(self, index: int) -> None:
-        async for event in sse_events(self.host, self.stream_port, "/stream?inbox=open",
+        async for event in sse_events(self.host, self.port, "/stream?inbox=open",
                                       {"Cookie": self.agent_cookies[index]}):
             if event.startswith(b"event: hello"):
                 self._saw_hello()
@@ -209,16 +204,11 @@ class Load:
 
     async def open_streams(self, visitor_streams: int, within: float = 180) -> float:
         """Open every stream (and the agents' inboxes); return the seconds it took."""
-        started = time.perf_counter()
-        self.hello.clear()
-        self.hellos, self.expect_hellos = 0, visitor_streams + len(self.agent_cookies)
-        for index in range(visitor_streams):
-            self.streams[index] = asyncio.create_task(self._visitor_stream(index))
+        started = self._expect_hellos(visitor_streams + len(self.agent_cookies))
+        self._open_visitor_streams(range(visitor_streams))
         self.agent_streams = [asyncio.create_task(self._agent_stream(i))
                               for i in range(len(self.agent_cookies))]
-        async with asyncio.timeout(within):
-            await self.hello.wait()
-        return time.perf_counter() - started
+        return await self._hellos_heard(started, within)
 
     async def drop_and_reconnect(self, within: float = 60) -> float:
         """Close every visitor stream at once, then reconnect each from its cursor, as a
@@ -227,11 +217,22 @@ class Load:
         for task in self.streams.values():
             task.cancel()
         await asyncio.gather(*self.streams.values(), return_exceptions=True)
-        started = time.perf_counter()
-        self.hello.clear()
-        self.hellos, self.expect_hellos = 0, len(indexes)
+        started = self._expect_hellos(len(indexes))
+        self._open_visitor_streams(indexes)
+        return await self._hellos_heard(started, within)
+
+    def _open_visitor_streams(self, indexes: Iterable[int]) -> None:
         for index in indexes:
             self.streams[index] = asyncio.create_task(self._visitor_stream(index))
+
+    def _expect_hellos(self, count: int) -> float:
+        """Count ``hello`` events afresh, until ``count``; return when counting started."""
+        self.hello.clear()
+        self.hellos, self.expect_hellos = 0, count
+        return time.perf_counter()
+
+    async def _hellos_heard(self, started: float, within: float) -> float:
+        """Wait until every expected stream said hello; the seconds since ``started``."""
         async with asyncio.timeout(within):
             await self.hello.wait()
         return time.perf_counter() - started

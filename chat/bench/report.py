@@ -11,13 +11,12 @@ import logging
 import math
 import os
 import platform
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from chat.bench import scenarios
+from chat.bench import SCENARIOS, scenarios
 from chat.bench.scenarios import Result, Shape, Target
 
 logger = logging.getLogger(__name__)
@@ -30,10 +29,7 @@ SHAPES = {
     "storm": Shape(conversations=2500, streams=5000, rate=200),
     "scale-out": Shape(conversations=1000, streams=2000, rate=300),
 }
-NAMES = list(SHAPES)
-
-Run = Callable[[Target, Shape], Coroutine[Any, Any, Result]]
-
+NAMES = list(SCENARIOS)
 
 def idle_pauses(pauses: dict[str, float] | None) -> str:
     if pauses is None:

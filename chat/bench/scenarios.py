@@ -60,9 +60,8 @@ class Target:
     logins: list[tuple[str, str]]
 
 
-async def _loaded(target: Target, shape: Shape, *, stream_port: int | None = None) -> Load:
-    load = Load(target.server.host, target.server.port, target.site_key,
-                stream_port=stream_port)
+async def _loaded(target: Target, shape: Shape) -> Load:
+    load = Load(target.server.host, target.server.port, target.site_key)
     await load.start_conversations(shape.conversations)
     await load.sign_in_agents(target.logins[:shape.agents])
     await load.open_streams(shape.streams)
@@ -90,7 +89,7 @@ async def _step(load: Load, target: Target, rate: float, duration: float,
     agents = len(load.agent_cookies)
     return {
         "rate": rate, "achieved": round(len(tally.due) / posting, 1),
-        "failed_posts": tally.failed_posts, "failures": dict(tally.failures),
+        "failed_posts": tally.failures.total(), "failures": dict(tally.failures),
         "visitor": _figures(tally.visitor),
         "agent": _figures(tally.agent) if agents else None,
         "delivered": len(tally.received), "owed": owed, "lost": owed - len(tally.received),
@@ -118,7 +117,8 @@ async def steady(target: Target, shape: Shape) -> Result:
 
 
 async def team(target: Target, shape: Shape, quick: bool) -> Result:
-    """The target load, then higher rates until the bounds break: the highest held."""
+    """The target load, then higher rates until the bounds break (or, if the target
+    broke them, lower rates until they hold): the highest held."""
     load = await _loaded(target, shape)
     try:
         result = await _step(load, target, shape.rate, shape.duration)
