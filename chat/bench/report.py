@@ -132,12 +132,12 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {_latency(product, 'agent')} | {product['lost']} | {product['duplicated']} "
             f"| {_cpu(product)} | {product['server_rss_mb']} MB |")
         if name == "team":
-            notes.append(f"team: highest rate a {SHAPES['team'].agents}-agent team held at "
+            notes.append(f"team: highest rate a {product['agents']}-agent team held at "
                          f"visitor p99 ≤ 50 ms and agent p99 ≤ 500 ms: product "
                          f"{product.get('highest_rate_held')} msg/s, floor "
                          f"{floor.get('highest_rate_held')} msg/s.")
         if name == "storm":
-            notes.append(f"storm: {SHAPES['storm'].streams} streams dropped at once were all "
+            notes.append(f"storm: {product['streams']} streams dropped at once were all "
                          f"back in {product.get('reconnected_in_s')} s (floor "
                          f"{floor.get('reconnected_in_s')} s, which cannot resume: it stores "
                          "nothing).")

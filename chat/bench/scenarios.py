@@ -132,6 +132,7 @@ async def team(target: Target, shape: Shape, quick: bool) -> Result:
             if step_held != (factor > 1):
                 break  # rising, it broke; falling, it held
         result["highest_rate_held"] = held
+        result["agents"] = shape.agents
         return result
     finally:
         await load.close()
@@ -163,6 +164,7 @@ async def storm(target: Target, shape: Shape) -> Result:
         result = await _step(load, target, shape.rate, shape.duration,
                              lambda: back.append(asyncio.create_task(load.drop_and_reconnect())))
         result["reconnected_in_s"] = round(await back[0], 2) if back else None
+        result["streams"] = shape.streams
         return result
     finally:
         await load.close()
