@@ -12,6 +12,7 @@ from typing import Literal
 
 from chat.events import LINE_END, Cursor, frame
 from chat.models import ConversationState, Entry
+from chat.signals import Present
 from chat.templating import render
 
 Audience = Literal["visitor", "agent"]
@@ -92,3 +93,20 @@ def one_line(html: str) -> str:
 def inbox(states: Sequence[ConversationState]) -> bytes:
     """The whole inbox, re-rendered on (re)connect; too varied to be worth caching."""
     return frame(render("sse/inbox.html", conversations=states))
+
+
+def awareness(conversation_id: int, audience: Audience, present: Sequence[Present]) -> bytes:
+    """Who is typing (and, for agents, viewing) in a conversation: its line under the
+    history. Keyed by what it shows, which is the same for every stream of an audience."""
+    people = tuple(sorted((p.name, p.side, p.typing) for p in present))
+    key = ("awareness", audience, conversation_id, people)
+    return cache.get(key, lambda: frame(one_line(render(
+        "sse/awareness.html", conversation_id=conversation_id, audience=audience,
+        present=people))))
+
+
+def row_typing(conversation_id: int, typing: bool) -> bytes:
+    """The "typing…" mark on an inbox row."""
+    key = ("row_typing", conversation_id, typing)
+    return cache.get(key, lambda: frame(one_line(render(
+        "sse/row_typing.html", conversation_id=conversation_id, typing=typing))))

@@ -46,6 +46,8 @@ MESSAGES_PER_CONVERSATION = Limit(parse("10/10 seconds"),
                                   "You're sending messages very fast.")
 MESSAGES_PER_VISITOR = Limit(parse("60/minute"), "You're sending a lot of messages.")
 MESSAGES_PER_IP = Limit(parse("300/minute"), "Too many messages from your network.")
+# A page sends a typing signal at most every two seconds (see chat.signals).
+SIGNALS_PER_VISITOR = Limit(parse("60/minute"), "Slow down a little.")
 # Failed sign-ins per address and email: slows password guessing to a crawl; per address
 # alone: a client that changes the email each time is limited too.
 SIGN_INS = Limit(parse("10/15 minutes"), "Too many failed sign-ins.")

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Iterable
 
-from chat import db, metrics
+from chat import db, metrics, signals
 from chat.broker import Broker
 from chat.events import RELOAD, conversation_topic, site_topic
 from chat.models import Change, ConversationState
@@ -45,7 +45,8 @@ class Repairer:
         broker.listen(self.hear)
 
     def hear(self, topic: str, payload: bytes) -> None:
-        if payload == RELOAD or not topic.startswith(("conv:", "site:")):
+        if payload == RELOAD or signals.is_signal(payload) or not topic.startswith(
+                ("conv:", "site:")):
             return
         self.saw([decode(payload).conversation])
 

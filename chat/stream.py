@@ -26,11 +26,11 @@ import functools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from chat import events, frames, metrics
+from chat import events, frames, metrics, signals
 from chat.broker import RESYNC, Delivery, Item, Overflow, subscribed
 from chat.db import Connection
 from chat.events import Cursor
@@ -38,6 +38,7 @@ from chat.frames import Audience
 from chat.models import Change, ConversationState, Entry
 from chat.queries import messages
 from chat.services import Services
+from chat.signals import Awareness, Present, Signal
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,11 @@ IDLE = b""
 def decode(payload: bytes) -> Change:
     """Every stream of a process gets the same payload object: decode it once."""
     return Change.decode(payload)
+
+
+@functools.lru_cache(maxsize=256)
+def decode_signal(payload: bytes) -> Signal:
+    return Signal.decode(payload)
 
 
 class View(Protocol):
@@ -74,6 +80,14 @@ class View(Protocol):
 
     def state_frames(self, state: ConversationState) -> list[bytes]:
         """Frames that show a changed conversation state (empty when not shown here)."""
+        ...
+
+    def hears(self, signal: Signal) -> bool:
+        """Whether this stream shows ``signal`` (see :mod:`chat.signals`)."""
+        ...
+
+    def awareness_frames(self, conversation_id: int, present: list[Present]) -> list[bytes]:
+        """Frames that show who is typing or viewing in a conversation now."""
         ...
 
 
@@ -112,6 +126,7 @@ class Stream:
     # response can end even while blocked sending.
     fell_behind: bool = False
     on_fell_behind: Callable[[], None] | None = None
+    awareness: Awareness = field(default_factory=Awareness)
 
     def _fall_behind(self) -> None:
         self.fell_behind = True
@@ -144,8 +159,9 @@ class Stream:
                     except TimeoutError:
                         if self._expired():
                             break  # the session expired
-                        yield IDLE
-                        batch = []
+                        batch = self._awareness(self.awareness.expire(time.monotonic()))
+                        if not batch:
+                            yield IDLE
                         continue
                     batch, source = await self._handle(items)
                 yield frames.reload(self.refused)
@@ -161,16 +177,33 @@ class Stream:
             assert isinstance(item, Delivery)
             if item.payload == events.RELOAD:
                 return None, "live"  # signed out, or its state can no longer be shown
-            batch += await self._apply(decode(item.payload))
+            if signals.is_signal(item.payload):
+                batch += self._heard(decode_signal(item.payload))
+            else:
+                batch += await self._apply(decode(item.payload))
         return batch, "live"
 
-    def _deferrable(self, delivery: Delivery) -> tuple[int, int] | None:
+    def _heard(self, signal: Signal) -> list[bytes]:
+        if not self.view.hears(signal) or not self.awareness.heard(signal, time.monotonic()):
+            return []  # not shown here, or shown already (a refresh)
+        return self._awareness([signal.conversation_id])
+
+    def _awareness(self, conversation_ids: Collection[int]) -> list[bytes]:
+        return [frame for id_ in conversation_ids
+                for frame in self.view.awareness_frames(id_, self.awareness.of(id_))]
+
+    def _deferrable(self, delivery: Delivery) -> tuple[Hashable, int] | None:
         """What a delivery updates, if it may wait for the next tick: the state of a
         conversation whose history this stream does not carry (an inbox row is state,
         see the design, section 5); entries and the watched conversations' status never
         wait."""
         if delivery.payload == events.RELOAD:
             return None
+        if signals.is_signal(delivery.payload):
+            signal = decode_signal(delivery.payload)
+            if signal.conversation_id in self.view.watched:
+                return None
+            return (signal.conversation_id, signal.participant), int(signal.at * 1000)
         state = decode(delivery.payload).conversation
         return None if state.id in self.view.watched else (state.id, state.version)
 
@@ -184,6 +217,9 @@ class Stream:
             waits.append(self.limits.heartbeat * random.uniform(0.8, 1.0))
         if self.ends_at is not None:
             waits.append(max(0.0, self.ends_at - time.time()))
+        expiry = self.awareness.next_expiry()
+        if expiry is not None:
+            waits.append(max(0.0, expiry - time.monotonic()))
         return min(waits, default=None)
 
     def _expired(self) -> bool:
@@ -206,6 +242,7 @@ class Stream:
             self.refused = [id_ for id_, state in watched.items() if not self._position(state)]
             if self.refused:
                 return None
+            batch += self._awareness([s.id for s in states if self.awareness.of(s.id)])
             for state in watched.values():
                 batch += self._frames(await self._history(conn, state.id, state.last_seq))
         return batch
@@ -242,12 +279,19 @@ class Stream:
         """Frames for a published change: its state if newer, its entries if not yet sent."""
         batch: list[bytes] = []
         state = change.conversation
+        # A message ends its author's typing...
+        stopped = any([self.awareness.arrived(entry) for entry in change.entries])
+        rerendered = False
         if state.version > self.versions.get(state.id, 0):
             self._remember([state])
             shown = self.view.state_frames(state)
             if shown != self.shown.get(state.id):  # most messages leave the status as it was
                 self.shown[state.id] = shown
                 batch += shown
+                rerendered = True
+        # ... and a re-rendered inbox row shows nobody typing until told again.
+        if stopped or (rerendered and self.awareness.of(state.id)):
+            batch += self._awareness([state.id])
         if state.id not in self.sent:  # not watched, or not caught up with yet
             return batch
         metrics.DELIVERY_LAG.observe(max(0.0, time.time() - change.published_at))

@@ -184,7 +184,25 @@
     bubble.dataset.note = note ? "1" : "";
     history.scrollTop = history.scrollHeight;
     box.value = "";
+    typist.sent();
     deliver(bubble);
+  }
+
+  /* Tell the other agents (and, for a reply, the visitor) what this agent is doing here:
+   * viewing, typing, stopped or left (see chat/signals.py). */
+  function signal(kind, leaving) {
+    var data = new FormData();
+    data.append("kind", kind);
+    if (form.elements.note.checked) data.append("note", "1");
+    fetch("/conversations/" + openId + "/signal", {
+      method: "POST", body: data, credentials: "same-origin", keepalive: !!leaving,
+      headers: { "X-CSRF-Token": csrf }
+    }).catch(function () {});  // a lost signal costs nothing: the next one repeats it
+  }
+  var typist = form && ChatMessages.typing(box, signal);
+
+  function viewing() {
+    if (!document.hidden) signal(typist.active() ? "typing" : "viewing");
   }
 
   function deliver(bubble) {
@@ -211,6 +229,16 @@
       }
     });
     box.addEventListener("input", cannedFilter);
+    // A reply turned into a note (or back) while typing: the visitor stops seeing it at once.
+    form.elements.note.addEventListener("change", function () {
+      if (typist.active()) signal("typing");
+    });
+    viewing();
+    setInterval(viewing, 20000);  // VIEWING_REFRESH in chat/signals.py
+    document.addEventListener("visibilitychange", function () {
+      if (document.hidden) signal("left"); else viewing();
+    });
+    window.addEventListener("pagehide", function () { signal("left", true); });
     document.getElementById("canned-button").addEventListener("click", function () {
       box.value = "/";
       box.focus();

@@ -1,7 +1,7 @@
 /* What the widget and the dashboard share about sending messages: an optimistic bubble
  * that the stored message (or the stream's copy of it) replaces, a failed state with a
- * retry that reuses the same client id (so a retry can never double a message), and the
- * chime for new messages.
+ * retry that reuses the same client id (so a retry can never double a message), the typing
+ * signal, and the chime for new messages.
  */
 window.ChatMessages = (function () {
   "use strict";
@@ -111,6 +111,26 @@ window.ChatMessages = (function () {
   });
 
   /* Whether a chime would be heard from this tab (it has had a gesture). */
+  var TYPING_REFRESH_MS = 2000;  // as chat/signals.py: a refresh at most this often...
+  var TYPING_IDLE_MS = 5000;     // ...and "stopped" this long after the last key
+
+  /* Tell the other side while ``box`` is being typed in: ``signal("typing")`` at most every
+   * couple of seconds, ``signal("stopped")`` once the keys rest or the box is emptied. The
+   * server forgets a typist whose page goes quiet; a sent message ends it there too, so
+   * ``sent()`` only resets. */
+  function typing(box, signal) {
+    var last = 0, idle = null;
+    function reset() { clearTimeout(idle); idle = null; last = 0; }
+    function stop() { if (last) signal("stopped"); reset(); }
+    box.addEventListener("input", function () {
+      if (!box.value.trim()) { stop(); return; }
+      if (Date.now() - last >= TYPING_REFRESH_MS) { last = Date.now(); signal("typing"); }
+      clearTimeout(idle);
+      idle = setTimeout(stop, TYPING_IDLE_MS);
+    });
+    return { sent: reset, stop: stop, active: function () { return last > 0; } };
+  }
+
   function canChime() { return !!audio && audio.state === "running"; }
 
   function chime() {
@@ -131,5 +151,6 @@ window.ChatMessages = (function () {
   }
 
   return { pending: pending, sending: sending, settle: settle, fail: fail, arrived: arrived,
-           announce: announce, prependOlder: prependOlder, chime: chime, canChime: canChime };
+           typing: typing, announce: announce, prependOlder: prependOlder, chime: chime,
+           canChime: canChime };
 })();

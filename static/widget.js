@@ -212,6 +212,14 @@
     if (!errorLine.hidden && box.value.trim()) errorLine.hidden = true;
   });
 
+  var typist = ChatMessages.typing(box, function (kind) {
+    if (!state.token || !state.conversation || state.status === "closed") return;
+    var data = new FormData();
+    data.append("typing", kind === "typing" ? "1" : "0");
+    request("POST", "/conversations/" + state.conversation + "/typing", data)
+      .catch(function () {});  // a lost signal costs nothing: the next one repeats it
+  });
+
   function send() {
     var text = box.value.trim();
     if (!text) return showError("Type a message first.");
@@ -225,6 +233,7 @@
     scrollToEnd(true);
     box.value = "";
     box.style.height = "";
+    typist.sent();
     deliver(bubble);
   }
 
@@ -299,17 +308,19 @@
   });
 
   new MutationObserver(function (records) {
-    var stickToEnd = nearBottom();
+    var stickToEnd = nearBottom(), news = false;
     records.forEach(function (record) {
       record.addedNodes.forEach(function (node) {
         if (node.nodeType !== 1) return;
         if (node.classList.contains("conversation-status")) setStatus(node.dataset.status);
         if (!node.classList.contains("entry") || node.dataset.pending) return;
+        news = true;
         ChatMessages.arrived(node);
         if (node.classList.contains("agent")) arrived(node);
       });
     });
-    if (stickToEnd) scrollToEnd(true); else if (records.length) pill.hidden = false;
+    // A typing line that comes and goes keeps the view at the end, but is no news.
+    if (stickToEnd) scrollToEnd(true); else if (news) pill.hidden = false;
   }).observe(chat, { childList: true, subtree: true });
 
   function arrived(entry) {

@@ -104,6 +104,12 @@ class Visitor:
             headers=self.headers, data={"body": body, "client_id": client_id or new_client_id()},
         )
 
+    async def typing(self, typing: bool = True) -> httpx.Response:
+        return await self.http.post(
+            f"/widget/{self.site_key}/conversations/{self.conversation_id}/typing",
+            headers=self.headers, data={"typing": "1" if typing else "0"},
+        )
+
     @asynccontextmanager
     async def stream(self, after: int | None = None, last_event_id: str | None = None,
                      conversation_id: int | None = None) -> AsyncIterator[EventReader]:
@@ -150,6 +156,11 @@ class Agent:
             data={"body": body, "client_id": client_id or new_client_id(),
                   "note": "1" if note else ""},
         )
+
+    async def signal(self, conversation_id: int, kind: str, *, note: bool = False
+                     ) -> httpx.Response:
+        """Viewing, typing, stopped or left, as the dashboard tells (see chat/signals.py)."""
+        return await self.act(conversation_id, "signal", kind=kind, note="1" if note else "")
 
     async def act(self, conversation_id: int, action: str, **data: str) -> httpx.Response:
         return await self.http.post(f"/conversations/{conversation_id}/{action}",

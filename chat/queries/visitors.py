@@ -56,7 +56,8 @@ async def access(
     site, and the conversation if that visitor owns it."""
     row: Record | None = await conn.fetchrow(
         f"""
-        SELECT {sites.COLUMNS_OF_S}, v.id AS visitor_id, c.id AS conversation_id
+        SELECT {sites.COLUMNS_OF_S}, v.id AS visitor_id, v.name AS visitor_name,
+               c.id AS conversation_id
           FROM sites s
           LEFT JOIN visitors v ON v.site_id = s.id AND v.token_hash = $2
           LEFT JOIN conversations c ON c.id = $3 AND c.visitor_id = v.id

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from chat import frames
+from chat import frames, signals
 from chat.actions import conversations as actions
 from chat.actions.conversations import StaleState
 from chat.db import Connection
@@ -21,6 +21,7 @@ from chat.frames import Audience
 from chat.models import Agent, ConversationState
 from chat.queries import agents, canned, conversations, messages, sites, visitors
 from chat.services import Services, services
+from chat.signals import KINDS, Present, Side, Signal
 from chat.templating import render, templates
 from chat.web.auth import Session, require_agent
 from chat.web.http import MAX_COUNT, Fields, wants_html
@@ -125,6 +126,25 @@ async def reply(request: Request) -> Response:
                          "message": sent.entry.to_json()}, status_code=status)
 
 
+async def signal(request: Request) -> Response:
+    """This agent is viewing the conversation (again every ``VIEWING_REFRESH`` seconds), typing
+    a reply or a private note (``note=1``), stopped typing, or left."""
+    data = await Fields.of_body(request)
+    agent = await require_agent(request, data)
+    kind = next((known for known in KINDS if known == data.text("kind")), None)
+    if kind is None:
+        raise Invalid(f"kind must be one of {', '.join(KINDS)}.", "kind")
+    svc = services(request)
+    async with svc.pool.acquire() as conn:
+        state = await conversations.state(conn, request.path_params["conversation_id"])
+    if state is None:
+        raise NotFound("No such conversation.")
+    side: Side = "note" if data.flag("note") else "agent"
+    await signals.publish(svc.broker, Signal(state.id, state.site_id, kind, side, agent.name,
+                                             agent.id))
+    return Response(status_code=204)
+
+
 StatusChange = Callable[[Services, int, Agent, Fields], Awaitable[ConversationState]]
 
 
@@ -201,6 +221,22 @@ class AgentView:
             batch.append(frames.status(state, "agent"))
         return batch
 
+    def hears(self, signal: Signal) -> bool:
+        """Everyone else in the conversations its pages show; visitors typing on rows."""
+        if signal.agent_id == self.agent_id:
+            return False  # the agent's own typing, in any of their tabs
+        return signal.conversation_id in self.watched or (
+            self.inbox is not None and signal.side == "visitor")
+
+    def awareness_frames(self, conversation_id: int, present: list[Present]) -> list[bytes]:
+        batch = []
+        if self.inbox is not None:
+            typing = any(p.typing and p.side == "visitor" for p in present)
+            batch.append(frames.row_typing(conversation_id, typing))
+        if conversation_id in self.watched:
+            batch.append(frames.awareness(conversation_id, "agent", present))
+        return batch
+
 
 async def stream(request: Request) -> Response:
     """The inbox (``?inbox=open|closed``, empty for none) and the history of every
@@ -240,6 +276,7 @@ routes = [
     Route("/conversations/{conversation_id:id}/older", older, methods=["GET"]),
     Route("/conversations/{conversation_id:id}/read", mark_read, methods=["POST"]),
     Route("/conversations/{conversation_id:id}/messages", reply, methods=["POST"]),
+    Route("/conversations/{conversation_id:id}/signal", signal, methods=["POST"]),
     Route("/conversations/{conversation_id:id}/claim",
           status_change(lambda svc, c, agent, _: actions.claim(svc, c, agent)), methods=["POST"]),
     Route("/conversations/{conversation_id:id}/close",

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from chat import frames, ratelimit, tokens
+from chat import frames, ratelimit, signals, tokens
 from chat.actions import conversations as actions
 from chat.actions.conversations import Contact, Sent
 from chat.db import Connection
@@ -28,6 +28,7 @@ from chat.models import ConversationState
 from chat.queries import conversations, messages, visitors
 from chat.resources import resource_dir
 from chat.services import services
+from chat.signals import Present, Signal
 from chat.sites import Site, normalize_origin
 from chat.templating import render, templates
 from chat.web.http import Fields, client_address, wants_html
@@ -254,6 +255,19 @@ async def send_message(request: Request) -> Response:
     return sent_response(request, sent)
 
 
+async def typing(request: Request) -> Response:
+    """The visitor is typing (``typing=1``, again every couple of seconds) or stopped."""
+    access = await authorize(request, conversation=True)
+    assert access.conversation_id is not None and access.visitor_id is not None
+    data = await Fields.of_body(request)
+    svc = services(request)
+    await svc.limiter.hit(ratelimit.SIGNALS_PER_VISITOR, "visitor", str(access.visitor_id))
+    await signals.publish(svc.broker, Signal(
+        access.conversation_id, access.row["id"], "typing" if data.flag("typing") else "stopped",
+        "visitor", access.row["visitor_name"] or ""))
+    return Response(status_code=204)
+
+
 @dataclass
 class VisitorView:
     """A visitor's stream: the public history and status of some of their conversations
@@ -272,6 +286,12 @@ class VisitorView:
 
     def state_frames(self, state: ConversationState) -> list[bytes]:
         return [frames.status(state, "visitor")] if state.id in self.watched else []
+
+    def hears(self, signal: Signal) -> bool:
+        return signal.conversation_id in self.watched and signal.side == "agent"
+
+    def awareness_frames(self, conversation_id: int, present: list[Present]) -> list[bytes]:
+        return [frames.awareness(conversation_id, "visitor", present)]
 
 
 async def stream(request: Request) -> Response:
@@ -308,6 +328,7 @@ routes = [
     Route(PREFIX + "/conversations/{conversation_id:id}/messages", send_message,
           methods=["POST"]),
     Route(PREFIX + "/conversations/{conversation_id:id}/older", older, methods=["GET"]),
+    Route(PREFIX + "/conversations/{conversation_id:id}/typing", typing, methods=["POST"]),
     Route(PREFIX + "/conversations/{conversation_id:id}/stream", stream, methods=["GET"]),
     Route(PREFIX + "/stream", shared_stream, methods=["GET"]),
 ]

@@ -1,0 +1,168 @@
+"""Signals: who is typing or viewing a conversation right now.
+
+A signal is ephemeral (see docs/architecture.md, "Signals"): it is never stored and never
+replayed, only published to the streams open at that moment, each of which keeps what it
+heard in an :class:`Awareness` and forgets it when it expires. A stream therefore expires a
+typing indicator by itself when the typist's page goes quiet (closed, offline, asleep): the
+page is trusted to say when typing starts, never needed to say when it ends.
+
+Every signal goes to the site's topic (every dashboard: inbox rows and the agents'
+collision line); an agent's typing goes to the conversation's topic (the visitor's streams)
+too, as "stopped" when it is a private note.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from chat.broker import Broker
+from chat.events import conversation_topic, site_topic
+from chat.models import Entry
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["typing", "stopped", "viewing", "left"]
+Side = Literal["visitor", "agent", "note"]  # note: an agent writing a private note
+KINDS: tuple[Kind, ...] = ("typing", "stopped", "viewing", "left")
+PREFIX = b"~"  # what tells a signal's payload from a change's (JSON) and a reload's
+
+# A page refreshes its typing signal every TYPING_REFRESH seconds while keys are pressed and
+# says "stopped" TYPING_IDLE seconds after the last one; a stream that hears nothing more
+# for TYPING_TTL seconds forgets it. A viewing agent's page refreshes every VIEWING_REFRESH.
+TYPING_REFRESH = 2.0
+TYPING_IDLE = 5.0
+TYPING_TTL = 10.0
+VIEWING_REFRESH = 20.0
+VIEWING_TTL = 50.0
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    conversation_id: int
+    site_id: int
+    kind: Kind
+    side: Side
+    name: str  # who, as the other side sees them
+    agent_id: int | None = None
+    at: float = field(default_factory=time.time)
+
+    @property
+    def participant(self) -> str:
+        """One key per person in a conversation: the visitor, or an agent."""
+        return "visitor" if self.agent_id is None else f"agent:{self.agent_id}"
+
+    def encode(self) -> bytes:
+        return PREFIX + json.dumps([self.conversation_id, self.site_id, self.kind, self.side,
+                                    self.name, self.agent_id, self.at],
+                                   separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Signal:
+        conversation_id, site_id, kind, side, name, agent_id, at = json.loads(payload[1:])
+        return cls(conversation_id, site_id, kind, side, name, agent_id, at)
+
+
+def is_signal(payload: bytes) -> bool:
+    return payload.startswith(PREFIX)
+
+
+async def publish(broker: Broker, signal: Signal) -> None:
+    """Tell the open streams; a lost signal costs nothing (the next refresh repeats it)."""
+    sends = [(site_topic(signal.site_id), signal)]
+    if signal.side != "visitor" and signal.kind in ("typing", "stopped"):
+        # A private note is never shown to the visitor: to them its author stopped typing
+        # (a reply turned into a note while they watched it being typed).
+        to_visitor = signal if signal.side == "agent" else dataclasses.replace(
+            signal, kind="stopped", side="agent")
+        sends.append((conversation_topic(signal.conversation_id), to_visitor))
+    for topic, sent in sends:
+        try:
+            await broker.publish(topic, sent.encode())
+        except Exception:
+            logger.warning("Publishing a %s signal to %s failed", signal.kind, topic,
+                           exc_info=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Present:
+    """Someone doing something in a conversation, as one stream last heard it."""
+
+    name: str
+    side: Side
+    typing: bool
+    agent_id: int | None
+    expires: float
+
+
+class Awareness:
+    """What one stream heard: who is typing or viewing in each conversation it shows."""
+
+    def __init__(self) -> None:
+        self._present: dict[int, dict[str, Present]] = {}
+
+    def of(self, conversation_id: int) -> list[Present]:
+        return list(self._present.get(conversation_id, {}).values())
+
+    def heard(self, signal: Signal, now: float) -> bool:
+        """Take ``signal`` in; True if what the conversation shows changed."""
+        people = self._present.setdefault(signal.conversation_id, {})
+        before = people.get(signal.participant)
+        present: Present | None
+        match signal.kind:
+            case "typing":
+                present = Present(signal.name, signal.side, True, signal.agent_id,
+                                  now + TYPING_TTL)
+            case "viewing" | "stopped" if signal.agent_id is not None:
+                present = Present(signal.name, signal.side, False, signal.agent_id,
+                                  now + VIEWING_TTL)
+            case _:  # left, or a visitor who stopped typing
+                present = None
+        if present is None:
+            people.pop(signal.participant, None)
+        else:
+            people[signal.participant] = present
+        if not people:
+            del self._present[signal.conversation_id]
+        return _shown(before) != _shown(present)
+
+    def arrived(self, entry: Entry) -> bool:
+        """A message arrived: its author is no longer typing it (an agent still views the
+        conversation). True if what it shows changed."""
+        people = self._present.get(entry.conversation_id, {})
+        for key, present in people.items():
+            if not present.typing:
+                continue
+            if entry.kind == "visitor" and present.agent_id is None:
+                del people[key]
+                return True
+            if entry.kind in ("agent", "note") and present.name == entry.author:
+                people[key] = Present(present.name, present.side, False, present.agent_id,
+                                      present.expires)
+                return True
+        return False
+
+    def expire(self, now: float) -> list[int]:
+        """Forget what expired; the conversations whose display changed."""
+        changed = []
+        for conversation_id, people in list(self._present.items()):
+            gone = [key for key, present in people.items() if present.expires <= now]
+            for key in gone:
+                del people[key]
+            if gone:
+                changed.append(conversation_id)
+            if not people:
+                del self._present[conversation_id]
+        return changed
+
+    def next_expiry(self) -> float | None:
+        return min((present.expires for people in self._present.values()
+                    for present in people.values()), default=None)
+
+
+def _shown(present: Present | None) -> tuple[str, bool] | None:
+    return None if present is None else (present.side, present.typing)
