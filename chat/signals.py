@@ -1,6 +1,6 @@
 """Signals: who is typing or viewing a conversation right now.
 
-A signal is ephemeral (see docs/architecture.md, "Signals"): it is never stored and never
+A signal is ephemeral (README, "Typing and viewing"): it is never stored and never
 replayed, only published to the streams open at that moment, each of which keeps what it
 heard in an :class:`Awareness` and forgets it when it expires. A stream therefore expires a
 typing indicator by itself when the typist's page goes quiet (closed, offline, asleep): the

@@ -110,7 +110,6 @@ window.ChatMessages = (function () {
     }, { once: true, capture: true });
   });
 
-  /* Whether a chime would be heard from this tab (it has had a gesture). */
   var TYPING_REFRESH_MS = 2000;  // as chat/signals.py: a refresh at most this often...
   var TYPING_IDLE_MS = 5000;     // ...and "stopped" this long after the last key
 
@@ -128,9 +127,10 @@ window.ChatMessages = (function () {
       clearTimeout(idle);
       idle = setTimeout(stop, TYPING_IDLE_MS);
     });
-    return { sent: reset, stop: stop, active: function () { return last > 0; } };
+    return { sent: reset, active: function () { return last > 0; } };
   }
 
+  /* Whether a chime would be heard from this tab (it has had a gesture). */
   function canChime() { return !!audio && audio.state === "running"; }
 
   function chime() {

@@ -131,7 +131,8 @@ async def signal(request: Request) -> Response:
     a reply or a private note (``note=1``), stopped typing, or left."""
     data = await Fields.of_body(request)
     agent = await require_agent(request, data)
-    kind = next((known for known in KINDS if known == data.text("kind")), None)
+    asked = data.text("kind")
+    kind = next((known for known in KINDS if known == asked), None)
     if kind is None:
         raise Invalid(f"kind must be one of {', '.join(KINDS)}.", "kind")
     svc = services(request)
