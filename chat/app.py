@@ -18,6 +18,7 @@ from chat import db, templating
 from chat.broker import create_broker
 from chat.config import Settings
 from chat.memory import Settler, freeze_start_up
+from chat.presence import create_presence
 from chat.queries import installation
 from chat.ratelimit import RateLimiter
 from chat.repair import Repairer
@@ -54,8 +55,9 @@ def create_app(settings: Settings) -> Starlette:
             slots = StreamSlots(settings.streams_per_client, settings.streams_per_address)
             watchdog = Watchdog()
             repairer = Repairer(broker, pool, settings.repair_interval)
-            app.state.services = Services(settings, pool, broker, limiter, slots, watchdog,
-                                          repairer)
+            presence = create_presence(settings.redis_url, namespace)
+            app.state.services = Services(settings, pool, broker, limiter, presence, slots,
+                                          watchdog, repairer)
             tasks = [asyncio.create_task(repairer.run(), name="repair-check"),
                      asyncio.create_task(watchdog.run(), name="stream-watchdog"),
                      asyncio.create_task(Settler().run(), name="gc-settler")]
@@ -71,6 +73,7 @@ def create_app(settings: Settings) -> Starlette:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
                 await broker.close()
+                await presence.close()
         finally:
             await pool.close()
 

@@ -97,8 +97,10 @@ def inbox(states: Sequence[ConversationState]) -> bytes:
 
 def awareness(conversation_id: int, audience: Audience, present: Sequence[Present]) -> bytes:
     """Who is typing (and, for agents, viewing) in a conversation: its line under the
-    history. Keyed by what it shows, which is the same for every stream of an audience."""
-    people = tuple(sorted((p.name, p.side, p.typing) for p in present))
+    history, the visitor first, then agents by name. Keyed by what it shows, which is the
+    same for every stream of an audience."""
+    people = tuple(sorted(((p.name, p.side, p.typing) for p in present),
+                          key=lambda person: (person[1] != "visitor", person)))
     key = ("awareness", audience, conversation_id, people)
     return cache.get(key, lambda: frame(one_line(render(
         "sse/awareness.html", conversation_id=conversation_id, audience=audience,

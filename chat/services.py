@@ -1,4 +1,4 @@
-"""The long-lived resources a running app shares: settings, database pool, broker."""
+"""The long-lived resources a running app shares: settings, database pool, broker, presence."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 from chat.broker import Broker
 from chat.config import Settings
 from chat.db import Pool
+from chat.presence import MemoryPresence, PresenceStore
 from chat.ratelimit import RateLimiter
 from chat.slots import StreamSlots
 from chat.web.sse import Watchdog
@@ -24,6 +25,7 @@ class Services:
     pool: Pool
     broker: Broker
     limiter: RateLimiter
+    presence: PresenceStore = field(default_factory=MemoryPresence)
     streams: StreamSlots = field(default_factory=StreamSlots)
     watchdog: Watchdog = field(default_factory=Watchdog)  # of the open SSE responses
     repairer: Repairer | None = None  # what this process heard (see chat.repair)

@@ -6,6 +6,10 @@ heard in an :class:`Awareness` and forgets it when it expires. A stream therefor
 typing indicator by itself when the typist's page goes quiet (closed, offline, asleep): the
 page is trusted to say when typing starts, never needed to say when it ends.
 
+What each participant last signalled is also kept in the presence store (:mod:`chat.presence`)
+for as long as a stream would keep it, so that a stream that opens or reconnects shows who
+is typing or viewing now rather than after their next refresh.
+
 Every signal goes to the site's topic (every dashboard: inbox rows and the agents'
 collision line); an agent's typing goes to the conversation's topic (the visitor's streams)
 too, as "stopped" when it is a private note.
@@ -17,12 +21,14 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from chat.broker import Broker
 from chat.events import conversation_topic, site_topic
 from chat.models import Entry
+from chat.presence import PresenceStore
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +77,10 @@ def is_signal(payload: bytes) -> bool:
     return payload.startswith(PREFIX)
 
 
-async def publish(broker: Broker, signal: Signal) -> None:
-    """Tell the open streams; a lost signal costs nothing (the next refresh repeats it)."""
+async def publish(broker: Broker, store: PresenceStore, signal: Signal) -> None:
+    """Keep it for streams yet to open, and tell the open ones; a lost signal costs
+    nothing (the next refresh repeats it)."""
+    await remember(store, signal)
     sends = [(site_topic(signal.site_id), signal)]
     if signal.side != "visitor" and signal.kind in ("typing", "stopped"):
         # A private note is never shown to the visitor: to them its author stopped typing
@@ -86,6 +94,26 @@ async def publish(broker: Broker, signal: Signal) -> None:
         except Exception:
             logger.warning("Publishing a %s signal to %s failed", signal.kind, topic,
                            exc_info=True)
+
+
+def scope(conversation_id: int) -> str:
+    return f"conversation:{conversation_id}"
+
+
+async def remember(store: PresenceStore, signal: Signal) -> None:
+    """Keep what ``signal`` says about its participant for as long as a stream would
+    (see :meth:`Awareness.heard`). A sent message is remembered as "stopped" too."""
+    if signal.kind == "left" or (signal.kind == "stopped" and signal.agent_id is None):
+        await store.drop(scope(signal.conversation_id), signal.participant)
+        return
+    ttl = TYPING_TTL if signal.kind == "typing" else VIEWING_TTL
+    await store.put(scope(signal.conversation_id), signal.participant, signal.encode(), ttl)
+
+
+async def recall(store: PresenceStore, conversation_ids: Sequence[int]) -> list[Signal]:
+    """What the participants of these conversations last signalled, still in force."""
+    found = await store.read([scope(id_) for id_ in conversation_ids])
+    return [Signal.decode(value) for entries in found for value in entries.values()]
 
 
 @dataclass(frozen=True, slots=True)

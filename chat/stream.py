@@ -242,10 +242,18 @@ class Stream:
             self.refused = [id_ for id_, state in watched.items() if not self._position(state)]
             if self.refused:
                 return None
-            batch += self._awareness([s.id for s in states if self.awareness.of(s.id)])
             for state in watched.values():
                 batch += self._frames(await self._history(conn, state.id, state.last_seq))
-        return batch
+        await self._recall([s.id for s in states])
+        return batch + self._awareness([s.id for s in states if self.awareness.of(s.id)])
+
+    async def _recall(self, conversation_ids: Sequence[int]) -> None:
+        """Take in who is typing or viewing now in the conversations shown, as if heard
+        when they signalled: a stream that opens shows them before their next refresh."""
+        now, wall = time.monotonic(), time.time()
+        for signal in await signals.recall(self.svc.presence, conversation_ids):
+            if self.view.hears(signal):
+                self.awareness.heard(signal, now - max(0.0, wall - signal.at))
 
     def _position(self, conversation: ConversationState) -> bool:
         """Settle where replay of ``conversation`` starts: the client's cursor, or now.

@@ -118,6 +118,9 @@ async def reply(request: Request) -> Response:
         services(request), request.path_params["conversation_id"], body=data.text("body"),
         client_id=data.optional_text("client_id"), agent=agent, note=data.flag("note"),
     )
+    state = sent.conversation  # the reply ends its typing for streams yet to open too
+    await signals.remember(services(request).presence, Signal(
+        state.id, state.site_id, "stopped", "agent", agent.name, agent.id))
     status = 201 if sent.created else 200
     if wants_html(request):
         return HTMLResponse(render("partials/entry.html", entry=sent.entry, audience="agent"),
@@ -141,8 +144,8 @@ async def signal(request: Request) -> Response:
     if state is None:
         raise NotFound("No such conversation.")
     side: Side = "note" if data.flag("note") else "agent"
-    await signals.publish(svc.broker, Signal(state.id, state.site_id, kind, side, agent.name,
-                                             agent.id))
+    await signals.publish(svc.broker, svc.presence,
+                          Signal(state.id, state.site_id, kind, side, agent.name, agent.id))
     return Response(status_code=204)
 
 

@@ -252,6 +252,9 @@ async def send_message(request: Request) -> Response:
     await svc.limiter.hit(ratelimit.MESSAGES_PER_VISITOR, "visitor", str(access.visitor_id))
     await svc.limiter.hit(ratelimit.MESSAGES_PER_IP, "ip", client)
     sent = await actions.send(svc, access.conversation_id, body=text, client_id=client_id)
+    # The message ends the visitor's typing for streams yet to open too.
+    await signals.remember(svc.presence, Signal(access.conversation_id, access.row["id"],
+                                                "stopped", "visitor", ""))
     return sent_response(request, sent)
 
 
@@ -262,7 +265,7 @@ async def typing(request: Request) -> Response:
     data = await Fields.of_body(request)
     svc = services(request)
     await svc.limiter.hit(ratelimit.SIGNALS_PER_VISITOR, "visitor", str(access.visitor_id))
-    await signals.publish(svc.broker, Signal(
+    await signals.publish(svc.broker, svc.presence, Signal(
         access.conversation_id, access.row["id"], "typing" if data.flag("typing") else "stopped",
         "visitor", access.row["visitor_name"] or ""))
     return Response(status_code=204)

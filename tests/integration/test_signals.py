@@ -6,9 +6,11 @@ signal is posted to one process and heard on a stream of the other.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
 import pytest
 
@@ -143,4 +145,59 @@ async def test_agents_see_each_other_viewing_and_typing_and_the_visitor_sees_no_
         assert not any("Sam" in e.data or "note" in e.data for e in events)
     assert (await other.signal(conversation, "dancing")).status_code == 422
     for client in (visitor, alex, other):
+        await client.close()
+
+
+async def first_awareness(open_stream: Callable[[], AbstractAsyncContextManager[EventReader]],
+                          conversation_id: int, then: Callable[[], Awaitable[object]]
+                          | None = None) -> str:
+    """What a stream opened now first shows of who is there: the catch-up's line, or, when
+    it has none, the line that ``then`` (a later signal) makes it show."""
+    async with open_stream() as stream:  # it has had its hello: the catch-up is on its way
+        if then is not None:
+            await then()
+        return text(await next_matching(stream, awareness(conversation_id)))
+
+
+@pytest.mark.parametrize("processes", ["memory", "redis"])
+async def test_a_stream_that_opens_later_shows_who_is_there_until_it_expires(
+    processes: str, seed: Seed, sam: tuple[str, str], app_env: dict[str, str],
+    redis_url: str, start_app: StartApp,
+) -> None:
+    # Signals are posted to one process; streams open afterwards on the other (with Redis).
+    if processes == "redis":
+        env = dict(app_env, REDIS_URL=redis_url)
+        posting, streaming = start_app(env), start_app(env)
+    else:
+        posting = streaming = start_app(app_env)
+    visitor = Visitor(posting.url, seed.site_key)
+    assert (await visitor.start("hello", name="Dana")).status_code == 201
+    conversation = visitor.conversation_id
+    assert conversation is not None
+    alex = await signed_in(posting.url, seed.email, seed.password)
+    other = await signed_in(streaming.url, *sam)
+    reader = Visitor(streaming.url, seed.site_key, visitor.token)
+
+    def sams_stream() -> AbstractAsyncContextManager[EventReader]:
+        return other.stream(conversation, after=1, inbox="open")
+
+    def widget_stream() -> AbstractAsyncContextManager[EventReader]:
+        return reader.stream(after=1, conversation_id=conversation)
+
+    await visitor.typing()
+    await alex.signal(conversation, "typing")
+    alex_typed_at = time.monotonic()
+    # Nobody repeats a signal, yet a stream opened afterwards shows both typing at once.
+    assert await first_awareness(sams_stream, conversation) == \
+        "Dana is typing… Alex is typing a reply…"
+    assert await first_awareness(widget_stream, conversation) == "Alex is typing…"
+    # The visitor's message ends their typing for streams yet to open, too.
+    assert (await visitor.send("my question")).status_code == 201
+    assert await first_awareness(sams_stream, conversation) == "Alex is typing a reply…"
+    # Once Alex's typing has expired unrefreshed, a new stream no longer shows it: the
+    # first line it shows is the one the visitor's next keystroke brings.
+    await asyncio.sleep(max(0.0, alex_typed_at + TYPING_TTL + 0.5 - time.monotonic()))
+    assert await first_awareness(sams_stream, conversation, visitor.typing) == \
+        "Dana is typing…"
+    for client in (visitor, reader, alex, other):
         await client.close()
