@@ -23,6 +23,7 @@ from chat.queries import installation
 from chat.ratelimit import RateLimiter
 from chat.repair import Repairer
 from chat.resources import resource_dir
+from chat.roster import Roster
 from chat.services import Services
 from chat.slots import StreamSlots
 from chat.web import admin, auth, dashboard, health, metrics, widget
@@ -56,11 +57,15 @@ def create_app(settings: Settings) -> Starlette:
             watchdog = Watchdog()
             repairer = Repairer(broker, pool, settings.repair_interval)
             presence = create_presence(settings.redis_url, namespace)
+            roster = Roster(presence, broker, pool, ttl=settings.presence_ttl,
+                            away_after=settings.away_after)
+            templating.environment.globals["here_refresh"] = roster.here_refresh
             app.state.services = Services(settings, pool, broker, limiter, presence, slots,
-                                          watchdog, repairer)
+                                          watchdog, repairer, roster)
             tasks = [asyncio.create_task(repairer.run(), name="repair-check"),
                      asyncio.create_task(watchdog.run(), name="stream-watchdog"),
-                     asyncio.create_task(Settler().run(), name="gc-settler")]
+                     asyncio.create_task(Settler().run(), name="gc-settler"),
+                     asyncio.create_task(roster.run(), name="presence")]
             restore_signals = watchdog.shut_down_on_exit_signals()
             freeze_start_up()
             try:
@@ -72,6 +77,7 @@ def create_app(settings: Settings) -> Starlette:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+                await roster.close()
                 await broker.close()
                 await presence.close()
         finally:

@@ -56,6 +56,11 @@ class Settings:
     repair_interval: int = 20  # seconds between checks for publishes that never arrived
     streams_per_client: int = 10  # open streams per visitor token or agent session
     streams_per_address: int = 200
+    # An agent with no dashboard stream open for this long is offline (a reload or a
+    # dropped connection in between changes nothing)...
+    presence_ttl: int = 30
+    # ... and one whose dashboard tabs have all been hidden for this long is away.
+    away_after: int = 300
     metrics_token: str | None = None  # None: /metrics is off
     redis_namespace: str | None = None  # None: derived from the installation's id
 
@@ -87,6 +92,8 @@ class Settings:
             repair_interval=_positive_int(env, "REPAIR_INTERVAL", 20),
             streams_per_client=_positive_int(env, "STREAMS_PER_CLIENT", 10),
             streams_per_address=_positive_int(env, "STREAMS_PER_ADDRESS", 200),
+            presence_ttl=_positive_int(env, "PRESENCE_TTL", 30),
+            away_after=_positive_int(env, "AWAY_AFTER", 300),
             metrics_token=_secret(env, "METRICS_TOKEN"),
             redis_namespace=_namespace(env, "REDIS_NAMESPACE"),
         )

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Literal
 
 from chat.events import LINE_END, Cursor, frame
 from chat.models import ConversationState, Entry
+from chat.roster import Team
 from chat.signals import Present
 from chat.templating import render
 
@@ -112,3 +114,21 @@ def row_typing(conversation_id: int, typing: bool) -> bytes:
     key = ("row_typing", conversation_id, typing)
     return cache.get(key, lambda: frame(one_line(render(
         "sse/row_typing.html", conversation_id=conversation_id, typing=typing))))
+
+
+def team(team: Team, audience: Audience, agent_id: int | None = None,
+         forced_away: bool = False) -> bytes:
+    """For the widget, whether the team is online (``forced_away``: the site says it is
+    away); for a dashboard, who is online or away, and the agent's own status."""
+    online = team.online and not forced_away
+    key = ("team", audience, online if audience == "visitor" else (team, agent_id))
+    return cache.get(key, lambda: frame(one_line(render(
+        "sse/team.html", audience=audience, team=team, agent_id=agent_id, online=online))))
+
+
+def visitor_presence(conversation_id: int, online: bool, last_seen: float | None,
+                     page: str) -> bytes:
+    """The visitor panel's "Online now" or "Last seen …", and their page when it changed."""
+    seen = None if last_seen is None else datetime.fromtimestamp(last_seen, UTC)
+    return frame(one_line(render("sse/visitor_presence.html", conversation_id=conversation_id,
+                                 online=online, last_seen=seen, page=page)))

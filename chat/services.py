@@ -17,6 +17,7 @@ from chat.web.sse import Watchdog
 
 if TYPE_CHECKING:  # chat.repair needs chat.stream, which needs this module
     from chat.repair import Repairer
+    from chat.roster import Roster
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Services:
     streams: StreamSlots = field(default_factory=StreamSlots)
     watchdog: Watchdog = field(default_factory=Watchdog)  # of the open SSE responses
     repairer: Repairer | None = None  # what this process heard (see chat.repair)
+    roster: Roster | None = None  # who is here (see chat.roster)
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -32,9 +32,11 @@ from chat.presence import PresenceStore
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["typing", "stopped", "viewing", "left"]
+# here / gone: the visitor's widget is open on a page (refreshed by the server while their
+# stream is open, see chat.roster), or no longer.
+Kind = Literal["typing", "stopped", "viewing", "left", "here", "gone"]
 Side = Literal["visitor", "agent", "note"]  # note: an agent writing a private note
-KINDS: tuple[Kind, ...] = ("typing", "stopped", "viewing", "left")
+AGENT_KINDS: tuple[Kind, ...] = ("typing", "stopped", "viewing", "left")  # what a page says
 PREFIX = b"~"  # what tells a signal's payload from a change's (JSON) and a reload's
 
 # A page refreshes its typing signal every TYPING_REFRESH seconds while keys are pressed and
@@ -56,21 +58,25 @@ class Signal:
     name: str  # who, as the other side sees them
     agent_id: int | None = None
     at: float = field(default_factory=time.time)
+    page: str = ""  # here: the page the visitor is on, when it changed ("": as before)
 
     @property
     def participant(self) -> str:
-        """One key per person in a conversation: the visitor, or an agent."""
-        return "visitor" if self.agent_id is None else f"agent:{self.agent_id}"
+        """One key per person in a conversation: the visitor typing, the visitor's page, or
+        an agent."""
+        if self.agent_id is not None:
+            return f"agent:{self.agent_id}"
+        return "page" if self.kind in ("here", "gone") else "visitor"
 
     def encode(self) -> bytes:
         return PREFIX + json.dumps([self.conversation_id, self.site_id, self.kind, self.side,
-                                    self.name, self.agent_id, self.at],
+                                    self.name, self.agent_id, self.at, self.page],
                                    separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, payload: bytes) -> Signal:
-        conversation_id, site_id, kind, side, name, agent_id, at = json.loads(payload[1:])
-        return cls(conversation_id, site_id, kind, side, name, agent_id, at)
+        conversation_id, site_id, kind, side, name, agent_id, at, page = json.loads(payload[1:])
+        return cls(conversation_id, site_id, kind, side, name, agent_id, at, page)
 
 
 def is_signal(payload: bytes) -> bool:
@@ -102,7 +108,9 @@ def scope(conversation_id: int) -> str:
 
 async def remember(store: PresenceStore, signal: Signal) -> None:
     """Keep what ``signal`` says about its participant for as long as a stream would
-    (see :meth:`Awareness.heard`). A sent message is remembered as "stopped" too."""
+    (see :meth:`Awareness.heard`). A sent message is remembered as "stopped" too; a
+    visitor who left a page is, as "gone", so that a stream opening just then (which may
+    subscribe after the signal) shows when they were last seen."""
     if signal.kind == "left" or (signal.kind == "stopped" and signal.agent_id is None):
         await store.drop(scope(signal.conversation_id), signal.participant)
         return
@@ -125,6 +133,14 @@ class Present:
     typing: bool
     agent_id: int | None
     expires: float
+    at: float = 0.0  # when last heard of, as a Unix time
+    page: str = ""  # the visitor's page, when this is their widget being open
+
+
+def on_page(present: list[Present]) -> Present | None:
+    """The visitor's open widget among who is in a conversation, if it is open."""
+    return next((p for p in present if p.side == "visitor" and not p.typing
+                 and p.agent_id is None), None)
 
 
 class Awareness:
@@ -132,9 +148,18 @@ class Awareness:
 
     def __init__(self) -> None:
         self._present: dict[int, dict[str, Present]] = {}
+        self._left: dict[int, float] = {}  # when each visitor closed their widget, if heard
+
+    def left_at(self, conversation_id: int) -> float | None:
+        """When the visitor was last seen on a page, if this stream saw them leave."""
+        return self._left.get(conversation_id)
 
     def of(self, conversation_id: int) -> list[Present]:
         return list(self._present.get(conversation_id, {}).values())
+
+    def knows(self, conversation_id: int) -> bool:
+        """Whether anything is to be shown of the conversation (someone, or a departure)."""
+        return conversation_id in self._present or conversation_id in self._left
 
     def heard(self, signal: Signal, now: float) -> bool:
         """Take ``signal`` in; True if what the conversation shows changed."""
@@ -148,15 +173,25 @@ class Awareness:
             case "viewing" | "stopped" if signal.agent_id is not None:
                 present = Present(signal.name, signal.side, False, signal.agent_id,
                                   now + VIEWING_TTL)
-            case _:  # left, or a visitor who stopped typing
+            case "here":
+                page = signal.page or (before.page if before else "")
+                present = Present(signal.name, "visitor", False, None, now + VIEWING_TTL,
+                                  signal.at, page)
+            case _:  # left, gone, or a visitor who stopped typing
                 present = None
+        left = self._left.get(signal.conversation_id)
+        if signal.kind == "gone":  # heard even when its "here" was not (it came before us)
+            self._left[signal.conversation_id] = signal.at
+        elif signal.kind == "here":
+            self._left.pop(signal.conversation_id, None)
         if present is None:
             people.pop(signal.participant, None)
         else:
             people[signal.participant] = present
         if not people:
             del self._present[signal.conversation_id]
-        return _shown(before) != _shown(present)
+        return (_shown(before) != _shown(present)
+                or left != self._left.get(signal.conversation_id))
 
     def arrived(self, entry: Entry) -> bool:
         """A message arrived: its author is no longer typing it (an agent still views the
@@ -180,6 +215,8 @@ class Awareness:
         for conversation_id, people in list(self._present.items()):
             gone = [key for key, present in people.items() if present.expires <= now]
             for key in gone:
+                if key == "page":  # last seen when last refreshed
+                    self._left[conversation_id] = people[key].at
                 del people[key]
             if gone:
                 changed.append(conversation_id)
@@ -192,5 +229,5 @@ class Awareness:
                     for present in people.values()), default=None)
 
 
-def _shown(present: Present | None) -> tuple[str, bool] | None:
-    return None if present is None else (present.side, present.typing)
+def _shown(present: Present | None) -> tuple[str, bool, str] | None:
+    return None if present is None else (present.side, present.typing, present.page)

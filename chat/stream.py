@@ -37,8 +37,9 @@ from chat.events import Cursor
 from chat.frames import Audience
 from chat.models import Change, ConversationState, Entry
 from chat.queries import messages
+from chat.roster import Team, is_team
 from chat.services import Services
-from chat.signals import Awareness, Present, Signal
+from chat.signals import Awareness, Signal
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ MAX_VERSIONS_TRACKED = 10_000
 # What frames() yields after (about) ``StreamLimits.heartbeat`` seconds with nothing to send, so
 # that the response can send a heartbeat without a timer of its own.
 IDLE = b""
+NOBODY = Awareness()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -86,8 +88,12 @@ class View(Protocol):
         """Whether this stream shows ``signal`` (see :mod:`chat.signals`)."""
         ...
 
-    def awareness_frames(self, conversation_id: int, present: list[Present]) -> list[bytes]:
-        """Frames that show who is typing or viewing in a conversation now."""
+    def awareness_frames(self, conversation_id: int, awareness: Awareness) -> list[bytes]:
+        """Frames that show who is typing, viewing or on a page in a conversation now."""
+        ...
+
+    def team_frames(self, team: Team) -> list[bytes]:
+        """Frames that show the team's presence (see :mod:`chat.roster`)."""
         ...
 
 
@@ -127,6 +133,9 @@ class Stream:
     fell_behind: bool = False
     on_fell_behind: Callable[[], None] | None = None
     awareness: Awareness = field(default_factory=Awareness)
+    # The awareness frames last sent, by conversation: a change to one of its lines (say,
+    # the visitor's page) leaves the others unsent.
+    aware_shown: dict[int, set[bytes]] = field(default_factory=dict)
 
     def _fall_behind(self) -> None:
         self.fell_behind = True
@@ -179,6 +188,8 @@ class Stream:
                 return None, "live"  # signed out, or its state can no longer be shown
             if signals.is_signal(item.payload):
                 batch += self._heard(decode_signal(item.payload))
+            elif is_team(item.payload):
+                batch += self.view.team_frames(Team.decode(item.payload))
             else:
                 batch += await self._apply(decode(item.payload))
         return batch, "live"
@@ -189,15 +200,22 @@ class Stream:
         return self._awareness([signal.conversation_id])
 
     def _awareness(self, conversation_ids: Collection[int]) -> list[bytes]:
-        return [frame for id_ in conversation_ids
-                for frame in self.view.awareness_frames(id_, self.awareness.of(id_))]
+        batch = []
+        for id_ in conversation_ids:
+            made = self.view.awareness_frames(id_, self.awareness)
+            sent = self.aware_shown.get(id_)
+            if sent is None:  # what the page shows before anyone is heard of: nobody
+                sent = set(self.view.awareness_frames(id_, NOBODY))
+            batch += [frame for frame in made if frame not in sent]
+            self.aware_shown[id_] = set(made)
+        return batch
 
     def _deferrable(self, delivery: Delivery) -> tuple[Hashable, int] | None:
         """What a delivery updates, if it may wait for the next tick: the state of a
         conversation whose history this stream does not carry (an inbox row is state,
         see the design, section 5); entries and the watched conversations' status never
         wait."""
-        if delivery.payload == events.RELOAD:
+        if delivery.payload == events.RELOAD or is_team(delivery.payload):
             return None
         if signals.is_signal(delivery.payload):
             signal = decode_signal(delivery.payload)
@@ -238,6 +256,7 @@ class Stream:
             if self.svc.repairer is not None:
                 self.svc.repairer.saw(states)
             self.shown.clear()  # the snapshot re-rendered everything
+            self.aware_shown.clear()
             watched = {s.id: s for s in states if s.id in self.view.watched}
             self.refused = [id_ for id_, state in watched.items() if not self._position(state)]
             if self.refused:
@@ -245,7 +264,9 @@ class Stream:
             for state in watched.values():
                 batch += self._frames(await self._history(conn, state.id, state.last_seq))
         await self._recall([s.id for s in states])
-        return batch + self._awareness([s.id for s in states if self.awareness.of(s.id)])
+        if self.svc.roster is not None:
+            batch += self.view.team_frames(self.svc.roster.team)
+        return batch + self._awareness([s.id for s in states if self.awareness.knows(s.id)])
 
     async def _recall(self, conversation_ids: Sequence[int]) -> None:
         """Take in who is typing or viewing now in the conversations shown, as if heard
@@ -298,6 +319,8 @@ class Stream:
                 batch += shown
                 rerendered = True
         # ... and a re-rendered inbox row shows nobody typing until told again.
+        if rerendered:
+            self.aware_shown[state.id] = set()  # all its awareness frames are due again
         if stopped or (rerendered and self.awareness.of(state.id)):
             batch += self._awareness([state.id])
         if state.id not in self.sent:  # not watched, or not caught up with yet

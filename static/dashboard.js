@@ -11,6 +11,22 @@
   var tab = body.dataset.tab;
   var openId = body.dataset.conversation || null;
   var csrf = document.querySelector('meta[name="csrf-token"]').content;
+
+  /* Presence (chat/roster.py): a visible tab says so when it shows and every so often; a
+   * hidden one says nothing, so the agent turns away once all their tabs stayed hidden for
+   * AWAY_AFTER. Offline is the server's to decide, from the open stream: no timer here
+   * decides it, so background-tab throttling cannot make anyone flap. */
+  var hereEvery = Number(document.body.dataset.hereRefresh || 0) * 1000;
+  function here() {
+    if (document.hidden) return;
+    fetch("/presence/here", { method: "POST", credentials: "same-origin",
+                              headers: { "X-CSRF-Token": csrf } }).catch(function () {});
+  }
+  if (hereEvery) {
+    here();
+    setInterval(here, hereEvery);
+    document.addEventListener("visibilitychange", here);
+  }
   var inbox = document.getElementById("inbox");
   var reads = inbox ? JSON.parse(inbox.dataset.reads || "{}") : {};
   var baseTitle = document.title;

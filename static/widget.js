@@ -109,10 +109,23 @@
     var status = chat.querySelector(".conversation-status");
     setStatus(status ? status.dataset.status : null);
     applyIdentity(null);
+    reportPage();
     pastLink.hidden = !state.token;
     scrollToEnd(true);  // a conversation opens at its latest message
     follow(view);
     if (watching()) read();
+  }
+
+  /* Tell the agent which page the visitor is on: once per page load and conversation (the
+   * server, not a timer here, keeps them "online" while the stream is open). */
+  var reportedPage = null;
+  function reportPage() {
+    if (!state.conversation || !state.page || reportedPage === state.conversation) return;
+    reportedPage = state.conversation;
+    var data = new FormData();
+    data.append("page", state.page);
+    request("POST", "/conversations/" + state.conversation + "/page", data)
+      .catch(function () {});  // the panel keeps the page it had
   }
 
   /* Keep the conversation on view live; a view without one needs nothing. */

@@ -78,3 +78,12 @@ async def profile(conn: Connection, visitor_id: int) -> Record | None:
         visitor_id,
     )
     return row
+
+
+async def seen(conn: Connection, visitor_id: int, page: str | None = None) -> None:
+    """The visitor was here just now (on ``page``, when given)."""
+    await conn.execute(
+        "UPDATE visitors SET last_seen_at = now(), details = CASE WHEN $2::text IS NULL "
+        "THEN details ELSE details || jsonb_build_object('page', $2::text) END WHERE id = $1",
+        visitor_id, page,
+    )

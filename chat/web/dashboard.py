@@ -20,8 +20,9 @@ from chat.events import agent_topic, session_topic, site_topic
 from chat.frames import Audience
 from chat.models import Agent, ConversationState
 from chat.queries import agents, canned, conversations, messages, sites, visitors
+from chat.roster import STATUSES, TEAM_TOPIC, Team
 from chat.services import Services, services
-from chat.signals import KINDS, Present, Side, Signal
+from chat.signals import AGENT_KINDS, Awareness, Side, Signal, on_page
 from chat.templating import render, templates
 from chat.web.auth import Session, require_agent
 from chat.web.http import MAX_COUNT, Fields, wants_html
@@ -66,6 +67,8 @@ async def _page(request: Request, agent: Agent, conversation_id: int | None) -> 
     if conversation_id is not None:
         async with svc.pool.acquire() as conn:
             opened = await _open_conversation(conn, conversation_id)
+        recalled = await signals.recall(svc.presence, [conversation_id])
+        opened["online"] = any(signal.kind == "here" for signal in recalled)
         await actions.mark_read(svc, agent, conversation_id, opened["state"].visitor_messages)
     async with svc.pool.acquire() as conn:
         rows = (await conversations.search(conn, query, 100) if query else
@@ -74,6 +77,7 @@ async def _page(request: Request, agent: Agent, conversation_id: int | None) -> 
     return templates.TemplateResponse(request, "pages/inbox.html", {
         "agent": agent, "tab": tab, "tabs": TABS, "query": query, "conversations": rows,
         "reads": reads, "open": opened,
+        "team": svc.roster.team if svc.roster else Team(),
     })
 
 
@@ -135,9 +139,9 @@ async def signal(request: Request) -> Response:
     data = await Fields.of_body(request)
     agent = await require_agent(request, data)
     asked = data.text("kind")
-    kind = next((known for known in KINDS if known == asked), None)
+    kind = next((known for known in AGENT_KINDS if known == asked), None)
     if kind is None:
-        raise Invalid(f"kind must be one of {', '.join(KINDS)}.", "kind")
+        raise Invalid(f"kind must be one of {', '.join(AGENT_KINDS)}.", "kind")
     svc = services(request)
     async with svc.pool.acquire() as conn:
         state = await conversations.state(conn, request.path_params["conversation_id"])
@@ -203,7 +207,7 @@ class AgentView:
     @property
     def topics(self) -> list[str]:
         return [*(site_topic(site_id) for site_id in self.site_ids), agent_topic(self.agent_id),
-                self.session_topic]
+                self.session_topic, TEAM_TOPIC]
 
     async def snapshot(self, conn: Connection) -> tuple[list[bytes], list[ConversationState]]:
         states: list[ConversationState] = []
@@ -230,16 +234,25 @@ class AgentView:
         if signal.agent_id == self.agent_id:
             return False  # the agent's own typing, in any of their tabs
         return signal.conversation_id in self.watched or (
-            self.inbox is not None and signal.side == "visitor")
+            self.inbox is not None and signal.participant == "visitor")
 
-    def awareness_frames(self, conversation_id: int, present: list[Present]) -> list[bytes]:
+    def awareness_frames(self, conversation_id: int, awareness: Awareness) -> list[bytes]:
+        present = awareness.of(conversation_id)
         batch = []
         if self.inbox is not None:
             typing = any(p.typing and p.side == "visitor" for p in present)
             batch.append(frames.row_typing(conversation_id, typing))
         if conversation_id in self.watched:
             batch.append(frames.awareness(conversation_id, "agent", present))
+            page = on_page(present)
+            left_at = awareness.left_at(conversation_id)
+            if page is not None or left_at is not None:  # else the panel as rendered holds
+                batch.append(frames.visitor_presence(
+                    conversation_id, page is not None, left_at, page.page if page else ""))
         return batch
+
+    def team_frames(self, team: Team) -> list[bytes]:
+        return [frames.team(team, "agent", self.agent_id)]
 
 
 async def stream(request: Request) -> Response:
@@ -257,8 +270,34 @@ async def stream(request: Request) -> Response:
     session: Session = request.state.session
     view = AgentView(site_ids, agent.id, session_topic(session.token_hash), tuple(cursors),
                      inbox)
+    roster = services(request).roster
     return sse_response(request, view, cursors, client=f"session:{session.token_hash.hex()}",
-                        ends_at=session.expires_at.timestamp())
+                        ends_at=session.expires_at.timestamp(),
+                        opened=(lambda: roster.agent_opened(agent.id, agent.name))
+                        if roster else None)
+
+
+async def here(request: Request) -> Response:
+    """One of the agent's dashboard tabs is visible (when it shows, and every
+    ``Roster.here_refresh`` seconds while it does): they are not away."""
+    agent = await require_agent(request, await Fields.of_body(request))
+    roster = services(request).roster
+    if roster is not None:
+        await roster.here(agent.id)
+    return Response(status_code=204)
+
+
+async def set_status(request: Request) -> Response:
+    """Away or online, by hand (offline is for the server to say)."""
+    data = await Fields.of_body(request)
+    agent = await require_agent(request, data)
+    asked = data.text("status")
+    if asked not in STATUSES[:2]:
+        raise Invalid("status must be online or away.", "status")
+    roster = services(request).roster
+    if roster is not None:
+        await roster.set_away(agent.id, asked == "away")
+    return Response(status_code=204)
 
 
 def _inbox(request: Request) -> Inbox | None:
@@ -276,6 +315,8 @@ routes = [
     Route("/", home, methods=["GET"]),
     Route("/inbox", inbox_page, methods=["GET"]),
     Route("/stream", stream, methods=["GET"]),
+    Route("/presence/here", here, methods=["POST"]),
+    Route("/presence/status", set_status, methods=["POST"]),
     Route("/conversations/{conversation_id:id}", conversation_page, methods=["GET"]),
     Route("/conversations/{conversation_id:id}/older", older, methods=["GET"]),
     Route("/conversations/{conversation_id:id}/read", mark_read, methods=["POST"]),

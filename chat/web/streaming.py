@@ -122,12 +122,20 @@ class StreamResponse(SSEResponse):
 
 
 def sse_response(request: Request, view: View, cursors: Mapping[int, Cursor | None],
-                 client: str, ends_at: float | None = None) -> StreamResponse:
+                 client: str, ends_at: float | None = None,
+                 opened: Callable[[], Callable[[], None]] | None = None) -> StreamResponse:
     """The stream of ``view``, from ``cursors`` (see :func:`requested_cursors`), for
     ``client`` (a visitor's or a session's) until ``ends_at`` (a session's expiry, as a
-    Unix time); 429 when that client, or its address, holds too many streams open already."""
+    Unix time); 429 when that client, or its address, holds too many streams open already.
+    ``opened`` is called once the stream is let in, and what it returns when it ends."""
     svc = services(request)
     release = svc.streams.take(client, client_address(request))
+    on_close = opened() if opened is not None else None
+
+    def closed() -> None:
+        release()
+        if on_close is not None:
+            on_close()
     limits = StreamLimits(replay_limit=svc.settings.replay_limit, heartbeat=HEARTBEAT_SECONDS)
     return StreamResponse(Stream(svc, view, cursors, limits, ends_at=ends_at), svc.watchdog,
-                          send_timeout=svc.settings.stream_send_timeout, on_close=release)
+                          send_timeout=svc.settings.stream_send_timeout, on_close=closed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,8 +28,9 @@ from chat.frames import Audience
 from chat.models import ConversationState
 from chat.queries import conversations, messages, visitors
 from chat.resources import resource_dir
-from chat.services import services
-from chat.signals import Present, Signal
+from chat.roster import TEAM_TOPIC, Team
+from chat.services import Services, services
+from chat.signals import Awareness, Signal
 from chat.sites import Site, normalize_origin
 from chat.templating import render, templates
 from chat.web.http import Fields, client_address, wants_html
@@ -103,6 +105,7 @@ async def frame(request: Request) -> Response:
     svc = services(request)
     response = templates.TemplateResponse(request, "pages/widget.html", {
         "site": site, "settings": site.settings, "origin": origin,
+        "online": team_online(svc, site),
     })
     response.headers["Content-Security-Policy"] = content_security_policy(
         site.frame_ancestors, svc.settings.htmx_url)
@@ -113,22 +116,28 @@ async def current(request: Request) -> Response:
     """The visitor's conversation (``?id=`` or the latest), or the welcome for a new one."""
     access = await authorize(request)
     requested = Fields.of_query(request).number("id")
+    online = team_online(services(request), access.site)
     if access.visitor_id is None or request.query_params.get("new"):
-        return _welcome(access, has_past=access.visitor_id is not None)
+        return _welcome(access, has_past=access.visitor_id is not None, online=online)
     async with services(request).pool.acquire() as conn:
         state = await conversations.latest_of_visitor(conn, access.visitor_id, requested)
         if state is None:
             if requested is not None:
                 raise NotFound("No such conversation.")
-            return _welcome(access, has_past=False)
+            return _welcome(access, has_past=False, online=online)
         entries = await messages.before(conn, state.id, None, PAGE_SIZE, notes=False)
     return _conversation_view(state, entries)
 
 
-def _welcome(access: Access, *, has_past: bool) -> Response:
+def _welcome(access: Access, *, has_past: bool, online: bool) -> Response:
     site = access.site
     return HTMLResponse(render("partials/widget_welcome.html", site=site,
-                               settings=site.settings, has_past=has_past))
+                               settings=site.settings, has_past=has_past, online=online))
+
+
+def team_online(svc: Services, site: Site) -> bool:
+    """Whether anyone answers now: else the widget says "Away" and asks for an email."""
+    return not site.settings.offline and (svc.roster is None or svc.roster.team.online)
 
 
 def _conversation_view(state: ConversationState, entries: list[Any], status_code: int = 200,
@@ -277,11 +286,12 @@ class VisitorView:
     (every one that their tabs show, when one tab holds the stream for all)."""
 
     watched: tuple[int, ...]
+    forced_away: bool = False  # the site says its team is away, whoever is online
     audience: ClassVar[Audience] = "visitor"
 
     @property
     def topics(self) -> list[str]:
-        return [conversation_topic(id_) for id_ in self.watched]
+        return [*(conversation_topic(id_) for id_ in self.watched), TEAM_TOPIC]
 
     async def snapshot(self, conn: Connection) -> tuple[list[bytes], list[ConversationState]]:
         states = await conversations.states(conn, self.watched)
@@ -293,8 +303,47 @@ class VisitorView:
     def hears(self, signal: Signal) -> bool:
         return signal.conversation_id in self.watched and signal.side == "agent"
 
-    def awareness_frames(self, conversation_id: int, present: list[Present]) -> list[bytes]:
-        return [frames.awareness(conversation_id, "visitor", present)]
+    def awareness_frames(self, conversation_id: int, awareness: Awareness) -> list[bytes]:
+        return [frames.awareness(conversation_id, "visitor", awareness.of(conversation_id))]
+
+    def team_frames(self, team: Team) -> list[bytes]:
+        return [frames.team(team, "visitor", forced_away=self.forced_away)]
+
+
+def visitor_stream(request: Request, access: Access,
+                   cursors: dict[int, Cursor | None]) -> Response:
+    """The stream of ``cursors``' conversations; while it is open the visitor is on a page
+    (see chat.roster)."""
+    assert access.visitor_id is not None
+    visitor_id, site = access.visitor_id, access.site
+    roster = services(request).roster
+
+    def opened() -> Callable[[], None]:
+        assert roster is not None
+        closers = [roster.visitor_opened(visitor_id, Signal(
+            id_, site.id, "here", "visitor", access.row["visitor_name"] or "")) for id_ in cursors]
+        def closed() -> None:
+            for close in closers:
+                close()
+        return closed
+    return sse_response(request, VisitorView(tuple(cursors), site.settings.offline), cursors,
+                        client=f"visitor:{visitor_id}", opened=opened if roster else None)
+
+
+async def page(request: Request) -> Response:
+    """The visitor opened the widget on ``page`` (each page load, as it has no timer)."""
+    access = await authorize(request, conversation=True)
+    assert access.conversation_id is not None and access.visitor_id is not None
+    data = await Fields.of_body(request)
+    where = data.text("page", max_length=MAX_PAGE_LENGTH)
+    svc = services(request)
+    await svc.limiter.hit(ratelimit.SIGNALS_PER_VISITOR, "visitor", str(access.visitor_id))
+    async with svc.pool.acquire() as conn:
+        await visitors.seen(conn, access.visitor_id, where)
+    await signals.publish(svc.broker, svc.presence, Signal(
+        access.conversation_id, access.site.id, "here", "visitor",
+        access.row["visitor_name"] or "", page=where))
+    return Response(status_code=204)
 
 
 async def stream(request: Request) -> Response:
@@ -302,8 +351,7 @@ async def stream(request: Request) -> Response:
     access = await authorize(request, conversation=True)
     assert access.conversation_id is not None
     cursors = requested_cursors(request, access.conversation_id)
-    return sse_response(request, VisitorView(tuple(cursors)), cursors,
-                        client=f"visitor:{access.visitor_id}")
+    return visitor_stream(request, access, cursors)
 
 
 async def shared_stream(request: Request) -> Response:
@@ -317,8 +365,7 @@ async def shared_stream(request: Request) -> Response:
             owned = await conversations.owned_by(conn, access.visitor_id, cursors.keys())
         if len(owned) < len(cursors):
             raise NotFound("No such conversation.")  # whose it is, or whether it exists
-    return sse_response(request, VisitorView(tuple(cursors)), cursors,
-                        client=f"visitor:{access.visitor_id}")
+    return visitor_stream(request, access, cursors)
 
 
 PREFIX = "/widget/{site_key}"
@@ -332,6 +379,7 @@ routes = [
           methods=["POST"]),
     Route(PREFIX + "/conversations/{conversation_id:id}/older", older, methods=["GET"]),
     Route(PREFIX + "/conversations/{conversation_id:id}/typing", typing, methods=["POST"]),
+    Route(PREFIX + "/conversations/{conversation_id:id}/page", page, methods=["POST"]),
     Route(PREFIX + "/conversations/{conversation_id:id}/stream", stream, methods=["GET"]),
     Route(PREFIX + "/stream", shared_stream, methods=["GET"]),
 ]

@@ -103,3 +103,88 @@ def test_typing_shows_both_ways_and_agents_see_each_other_but_the_visitor_never_
     # An agent who leaves stops showing as viewing.
     sam.close()
     expect(alex_sees).to_have_text("", timeout=QUICK_MS)
+
+
+def hide(page: Page) -> None:
+    """What a browser does to a tab in the background: it says it is hidden."""
+    page.evaluate("""() => {
+        Object.defineProperty(document, "hidden", {value: true, configurable: true});
+        Object.defineProperty(document, "visibilityState", {value: "hidden",
+                                                            configurable: true});
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""")
+
+
+def test_the_widget_shows_the_team_online_until_the_last_agent_leaves_then_asks_for_an_email(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed,
+) -> None:
+    widget = embed(start_app(dict(app_env, PRESENCE_TTL="3")))
+    alex_context = new_context()
+    alex = sign_in(alex_context, widget.app, seed.email, seed.password)
+    expect(alex.locator("#my-presence")).to_have_text("Online")
+    maria = new_context()
+    visitor = maria.new_page()
+    frame = open_widget(visitor, widget.host.url)
+    presence = frame.locator("#team-presence")
+    expect(presence).to_have_text("Online")
+    expect(frame.get_by_label("Email (optional)")).to_be_visible()
+    frame.get_by_label("Your name").fill("Maria Silva")
+    send(frame, "Hello, anyone there?")
+    expect(frame.get_by_text("Waiting for an agent to join…")).to_be_visible()
+
+    # The agent opens it: the visitor is online now, on the page they wrote from.
+    row(alex, "Maria Silva").get_by_role("link").click()
+    conversation = conversation_of(frame)
+    expect(alex.locator(f"#visitor-presence-{conversation}")).to_have_text("Online now")
+    expect(alex.locator(f"#visitor-page-{conversation}")).to_have_text(widget.host.url)
+    visitor.close()
+    expect(alex.locator(f"#visitor-presence-{conversation}")).to_contain_text("Last seen")
+
+    # The visitor comes back; the only agent closes the dashboard: past the TTL, the widget
+    # says the team is away, and promises an answer instead of an agent.
+    visitor = maria.new_page()
+    frame = open_widget(visitor, widget.host.url)
+    expect(frame.locator("#team-presence")).to_have_text("Online")
+    expect(alex.locator(f"#visitor-presence-{conversation}")).to_have_text("Online now")
+    alex_context.close()
+    expect(frame.locator("#team-presence")).to_have_text("Away", timeout=15_000)
+    expect(frame.get_by_text("Waiting for an agent to join…")).to_be_hidden()
+    expect(frame.get_by_text("We're away right now")).to_be_visible()
+    # A new visitor gets the leave-a-message welcome, asking for an email.
+    stranger = open_widget(new_context().new_page(), widget.host.url)
+    expect(stranger.locator("#team-presence")).to_have_text("Away")
+    expect(stranger.get_by_label("Email (so that we can reply)")).to_be_visible()
+
+
+def test_an_agent_whose_tabs_are_hidden_turns_away_once_and_offline_only_when_they_close(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed, database: str,
+) -> None:
+    app = start_app(dict(app_env, PRESENCE_TTL="3", AWAY_AFTER="4"))
+    add_agent(database, "Sam", "sam@example.com")
+    sam = sign_in(new_context(), app, "sam@example.com", "agent password")
+    alex_context = new_context()
+    alex = sign_in(alex_context, app, seed.email, seed.password)
+    team = sam.get_by_role("list", name="Team")
+    expect(team).to_have_text(re.compile(r"Alex\s+Online"))
+    # Each team frame replaces #team: record its text at every change around it.
+    sam.locator(".inbox-pane").evaluate(RECORD_TEXTS.replace(
+        "element.textContent", "document.getElementById('team').textContent"))
+    hide(alex)
+    expect(team).to_have_text(re.compile(r"Alex\s+Away"), timeout=10_000)
+    # Hidden, the tab sends nothing; the server keeps Alex away (never offline) while the
+    # stream is open, however long: several TTLs here.
+    alex.wait_for_timeout(7_000)
+    alex_context.close()
+    expect(team).to_have_text("Nobody else is online", timeout=10_000)
+    shown = [re.sub(r"\s+", " ", text) for text in sam.evaluate("() => window.__texts")]
+    alex_was = ["online" if "Alex Online" in t else "away" if "Alex Away" in t else "offline"
+                for t in shown]
+    changes = [status for i, status in enumerate(alex_was) if i == 0 or alex_was[i - 1] != status]
+    assert changes == ["online", "away", "offline"] or changes == ["away", "offline"], shown
+    # Set by hand: Sam goes away and back.
+    sam.get_by_role("button", name="Set yourself away").click()
+    expect(sam.locator("#my-presence")).to_have_text("Away")
+    sam.get_by_role("button", name="Set yourself online").click()
+    expect(sam.locator("#my-presence")).to_have_text("Online")

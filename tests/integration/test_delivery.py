@@ -109,7 +109,8 @@ async def test_agent_stream_shows_inbox_state_and_the_open_conversation_live(
         assert "Hi, my order is late" in snapshot[0].data  # the inbox row
         assert f'id="status-{conversation}"' in snapshot[1].data
         assert (await visitor.send("Hello?")).status_code == 201
-        live = await stream.until(lambda es: any(e.id for e in es))
+        live = [e for e in await stream.until(lambda es: any(e.id for e in es))
+                if 'hx-target="#team"' not in e.data]  # the agent came online meanwhile
         assert f'id="conversation-{conversation}"' in live[0].data  # the row moved
         assert [e.seq for e in live if e.id] == [2]
         assert (await agent.reply(conversation, "internal", note=True)).status_code == 201
@@ -374,7 +375,8 @@ async def test_sigterm_ends_open_streams_promptly(
     visitor = Visitor(app.url, seed.site_key)
     assert (await visitor.start("hello")).status_code == 201
     async with visitor.stream() as stream:
-        await stream.until(lambda es: len(es) >= 1)  # the status banner
+        # The catch-up: the status banner, then whether the team is online.
+        await stream.until(lambda es: any('id="team-presence"' in e.data for e in es))
         started = time.monotonic()
         app.stop()
         with pytest.raises(EOFError):  # a finished stream, not a broken connection

@@ -151,5 +151,6 @@ async def test_the_dashboard_stream_refuses_unknown_conversations_and_inboxes(
 
 async def test_a_visitor_stream_watching_nothing_still_opens(maria: Visitor) -> None:
     async with maria.watch({}) as stream:
+        assert 'id="team-presence"' in (await stream.next()).data  # whether anyone answers
         with pytest.raises(TimeoutError):
             await stream.next(timeout=1.0)  # heartbeats only (every 15 s)
