@@ -12,16 +12,17 @@ which browsers throttle in background tabs (README, "Presence"):
   signal when it opens and every ``VIEWING_REFRESH`` seconds, and "gone" when it closes (or
   the refreshes stop, and their streams forget them).
 
-Each process refreshes the entries of the streams it holds in the presence store, every
-tick, in one batch; and every process reads the team's entries each tick and, when the
-team changed, tells its own streams (the store is shared, so every process sees the same
-change without publishing it).
+Each process refreshes the entries of the streams it holds in the presence store every
+tick (one write per agent streaming here); and every process reads the team's entries each
+tick and, when the team changed, tells its own streams (the store is shared, so every
+process sees the same change without publishing it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -40,7 +41,6 @@ from chat.signals import VIEWING_REFRESH, Signal
 logger = logging.getLogger(__name__)
 
 Status = Literal["online", "away", "offline"]
-STATUSES: tuple[Status, ...] = ("online", "away", "offline")
 TEAM_TOPIC = "team"  # rung in each process by its own roster, never published
 TEAM_PREFIX = b"@"  # what tells the team's payload from a change's and a signal's
 SCOPE = "agents"
@@ -169,8 +169,8 @@ class Roster:
                 if time.monotonic() - self._refreshed >= VIEWING_REFRESH:
                     self._refreshed = time.monotonic()
                     for sign in list(self._signs.values()):
-                        await signals.publish(self.broker, self.store, Signal(
-                            sign.conversation_id, sign.site_id, "here", "visitor", sign.name))
+                        await signals.publish(self.broker, self.store,
+                                              dataclasses.replace(sign, at=time.time()))
             except Exception:
                 logger.exception("Refreshing presence failed; trying again in %.0f s",
                                  self.tick)
