@@ -21,6 +21,7 @@ from chat.memory import Settler, freeze_start_up
 from chat.presence import create_presence
 from chat.queries import installation
 from chat.ratelimit import RateLimiter
+from chat.receipts import Recorder
 from chat.repair import Repairer
 from chat.resources import resource_dir
 from chat.roster import Roster
@@ -60,12 +61,14 @@ def create_app(settings: Settings) -> Starlette:
             roster = Roster(presence, broker, pool, ttl=settings.presence_ttl,
                             away_after=settings.away_after)
             templating.environment.globals["here_refresh"] = roster.here_refresh
+            recorder = Recorder(pool, broker)
             app.state.services = Services(settings, pool, broker, limiter, presence, slots,
-                                          watchdog, repairer, roster)
+                                          watchdog, repairer, roster, recorder)
             tasks = [asyncio.create_task(repairer.run(), name="repair-check"),
                      asyncio.create_task(watchdog.run(), name="stream-watchdog"),
                      asyncio.create_task(Settler().run(), name="gc-settler"),
-                     asyncio.create_task(roster.run(), name="presence")]
+                     asyncio.create_task(roster.run(), name="presence"),
+                     asyncio.create_task(recorder.run(), name="receipts")]
             restore_signals = watchdog.shut_down_on_exit_signals()
             freeze_start_up()
             try:
@@ -78,6 +81,7 @@ def create_app(settings: Settings) -> Starlette:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
                 await roster.close()
+                await recorder.close()
                 await broker.close()
                 await presence.close()
         finally:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from chat.events import LINE_END, Cursor, frame
-from chat.models import ConversationState, Entry
+from chat.models import ConversationState, Entry, Receipts
 from chat.roster import Team
 from chat.signals import Present
 from chat.templating import render
@@ -114,6 +114,17 @@ def row_typing(conversation_id: int, typing: bool) -> bytes:
     key = ("row_typing", conversation_id, typing)
     return cache.get(key, lambda: frame(one_line(render(
         "sse/row_typing.html", conversation_id=conversation_id, typing=typing))))
+
+
+def receipts(cursors: Receipts, audience: Audience) -> bytes:
+    """How far the other side got with ``audience``'s messages, and what ``audience`` has
+    read (for unread counts); the page marks each message from it."""
+    delivered, read = cursors.marks(audience)
+    seen = cursors.visitor_read if audience == "visitor" else cursors.agent_read
+    key = ("receipts", audience, cursors.conversation_id, delivered, read, seen)
+    return cache.get(key, lambda: frame(one_line(render(
+        "sse/receipts.html", conversation_id=cursors.conversation_id, audience=audience,
+        delivered=delivered, read=read, seen=seen))))
 
 
 def team(team: Team, audience: Audience, agent_id: int | None = None,

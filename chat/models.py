@@ -1,4 +1,5 @@
-"""The shapes that travel: history entries, conversation state, and the change an action publishes.
+"""The shapes that travel: history entries, conversation state, the change an action publishes
+and receipts.
 
 Each is built from a database row, rendered by templates, and carried through the broker as
 JSON, so that a stream in another process can render it without asking the database.
@@ -19,6 +20,9 @@ Status = Literal["waiting", "active", "closed"]
 EntryKind = Literal["visitor", "agent", "note", "activity"]
 STATUSES: tuple[Status, ...] = ("waiting", "active", "closed")
 Row: TypeAlias = Record | Mapping[str, Any]
+Side = Literal["visitor", "agent"]  # a conversation's two sides: its visitor, its team
+# What tells receipts from a change (JSON), a signal, the team's presence and a reload.
+RECEIPTS_PREFIX = b"%"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +139,12 @@ class Change:
         )
 
 
+def is_change(payload: bytes) -> bool:
+    """Whether a published payload is a :class:`Change` (JSON), not one of the others:
+    a signal, the team's presence, receipts or a reload."""
+    return payload.startswith(b"{")
+
+
 @dataclass(frozen=True, slots=True)
 class Agent:
     """A signed-in agent: who is acting."""
@@ -147,3 +157,52 @@ class Agent:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Receipts:
+    """How far each side of a conversation received and read its history (see
+    :mod:`chat.receipts`)."""
+
+    conversation_id: int
+    visitor_delivered: int = 0
+    visitor_read: int = 0
+    agent_delivered: int = 0
+    agent_read: int = 0
+
+    @classmethod
+    def of(cls, conversation_id: int, side: Side, *, delivered: int, read: int = 0) -> Receipts:
+        """One side's cursors (what is read was delivered)."""
+        delivered = max(delivered, read)
+        if side == "visitor":
+            return cls(conversation_id, visitor_delivered=delivered, visitor_read=read)
+        return cls(conversation_id, agent_delivered=delivered, agent_read=read)
+
+    def marks(self, audience: Side) -> tuple[int, int]:
+        """(delivered, read) of the messages ``audience`` sends: the other side's cursors."""
+        if audience == "visitor":
+            return self.agent_delivered, self.agent_read
+        return self.visitor_delivered, self.visitor_read
+
+    def merge(self, other: Receipts) -> Receipts:
+        return Receipts(self.conversation_id,
+                        *(max(a, b) for a, b in zip(self.cursors, other.cursors, strict=True)))
+
+    def covers(self, other: Receipts) -> bool:
+        return all(a >= b for a, b in zip(self.cursors, other.cursors, strict=True))
+
+    @property
+    def cursors(self) -> tuple[int, int, int, int]:
+        return self.visitor_delivered, self.visitor_read, self.agent_delivered, self.agent_read
+
+    def encode(self) -> bytes:
+        return RECEIPTS_PREFIX + json.dumps([self.conversation_id, *self.cursors]).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Receipts:
+        return cls(*json.loads(payload[1:]))
+
+    @classmethod
+    def from_row(cls, row: Row) -> Receipts:
+        return cls(row["conversation_id"], row["visitor_delivered"], row["visitor_read"],
+                   row["agent_delivered"], row["agent_read"])

@@ -17,10 +17,10 @@ import logging
 import time
 from collections.abc import Iterable
 
-from chat import db, metrics, signals
+from chat import db, metrics
 from chat.broker import Broker
-from chat.events import RELOAD, conversation_topic, site_topic
-from chat.models import Change, ConversationState
+from chat.events import conversation_topic, site_topic
+from chat.models import Change, ConversationState, is_change
 from chat.queries import conversations
 from chat.stream import decode
 
@@ -45,8 +45,7 @@ class Repairer:
         broker.listen(self.hear)
 
     def hear(self, topic: str, payload: bytes) -> None:
-        if payload == RELOAD or signals.is_signal(payload) or not topic.startswith(
-                ("conv:", "site:")):
+        if not is_change(payload) or not topic.startswith(("conv:", "site:")):
             return
         self.saw([decode(payload).conversation])
 

@@ -16,6 +16,7 @@ from chat.slots import StreamSlots
 from chat.web.sse import Watchdog
 
 if TYPE_CHECKING:  # chat.repair needs chat.stream, which needs this module
+    from chat.receipts import Recorder
     from chat.repair import Repairer
     from chat.roster import Roster
 
@@ -31,6 +32,7 @@ class Services:
     watchdog: Watchdog = field(default_factory=Watchdog)  # of the open SSE responses
     repairer: Repairer | None = None  # what this process heard (see chat.repair)
     roster: Roster | None = None  # who is here (see chat.roster)
+    recorder: Recorder | None = None  # what was delivered and read (see chat.receipts)
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -30,13 +30,14 @@ from collections.abc import AsyncIterator, Callable, Collection, Hashable, Mappi
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from chat import events, frames, metrics, signals
+from chat import events, frames, metrics, receipts, signals
 from chat.broker import RESYNC, Delivery, Item, Overflow, subscribed
 from chat.db import Connection
 from chat.events import Cursor
 from chat.frames import Audience
-from chat.models import Change, ConversationState, Entry
+from chat.models import Change, ConversationState, Entry, Receipts
 from chat.queries import messages
+from chat.queries import receipts as stored_receipts
 from chat.roster import Team, is_team
 from chat.services import Services
 from chat.signals import Awareness, Signal
@@ -136,6 +137,10 @@ class Stream:
     # The awareness frames last sent, by conversation: a change to one of its lines (say,
     # the visitor's page) leaves the others unsent.
     aware_shown: dict[int, set[bytes]] = field(default_factory=dict)
+    # The receipts shown, by watched conversation, and the newest entry of the other side's
+    # written since the last report (see chat.receipts), by conversation.
+    receipts: dict[int, Receipts] = field(default_factory=dict)
+    reached: dict[int, int] = field(default_factory=dict)
 
     def _fall_behind(self) -> None:
         self.fell_behind = True
@@ -158,6 +163,7 @@ class Stream:
                         # One write per wake-up, however many events it carries.
                         metrics.EVENTS_SENT.labels(audience, source).inc(len(batch))
                         yield b"".join(batch)
+                        self._report_delivered()  # written: the client has it
                     if self._expired():
                         break
                     try:
@@ -190,6 +196,8 @@ class Stream:
                 batch += self._heard(decode_signal(item.payload))
             elif is_team(item.payload):
                 batch += self.view.team_frames(Team.decode(item.payload))
+            elif receipts.is_receipts(item.payload):
+                batch += self._receipts(Receipts.decode(item.payload))
             else:
                 batch += await self._apply(decode(item.payload))
         return batch, "live"
@@ -210,6 +218,26 @@ class Stream:
             self.aware_shown[id_] = set(made)
         return batch
 
+    def _receipts(self, heard: Receipts) -> list[bytes]:
+        """The marks of a watched conversation's messages, if they moved."""
+        id_ = heard.conversation_id
+        if id_ not in self.view.watched:
+            return []
+        shown = self.receipts.get(id_)
+        merged = heard if shown is None else shown.merge(heard)  # a late one cannot go back
+        if merged == shown:
+            return []
+        self.receipts[id_] = merged
+        return [frames.receipts(merged, self.view.audience)]
+
+    def _reach(self, conversation_id: int, seq: int) -> None:
+        self.reached[conversation_id] = max(seq, self.reached.get(conversation_id, 0))
+
+    def _report_delivered(self) -> None:
+        if self.reached and self.svc.recorder is not None:
+            self.svc.recorder.delivered(self.view.audience, self.reached)
+        self.reached.clear()
+
     def _deferrable(self, delivery: Delivery) -> tuple[Hashable, int] | None:
         """What a delivery updates, if it may wait for the next tick: the state of a
         conversation whose history this stream does not carry (an inbox row is state,
@@ -217,6 +245,11 @@ class Stream:
         wait."""
         if delivery.payload == events.RELOAD or is_team(delivery.payload):
             return None
+        if receipts.is_receipts(delivery.payload):
+            heard = Receipts.decode(delivery.payload)
+            if heard.conversation_id in self.view.watched:
+                return None
+            return ("receipts", heard.conversation_id), sum(heard.cursors)  # shown nowhere
         if signals.is_signal(delivery.payload):
             signal = decode_signal(delivery.payload)
             if signal.conversation_id in self.view.watched:
@@ -263,6 +296,11 @@ class Stream:
                 return None
             for state in watched.values():
                 batch += self._frames(await self._history(conn, state.id, state.last_seq))
+            self.receipts.clear()
+            for stored in await stored_receipts.of(conn, list(watched)):
+                batch += self._receipts(stored)
+        for state in states:  # the page has each up to here now, or an inbox row of it
+            self._reach(state.id, state.last_seq)
         await self._recall([s.id for s in states])
         if self.svc.roster is not None:
             batch += self.view.team_frames(self.svc.roster.team)
@@ -321,6 +359,8 @@ class Stream:
         # ... and a re-rendered inbox row shows nobody typing until told again.
         if rerendered:
             self.aware_shown[state.id] = set()  # all its awareness frames are due again
+            if self.view.audience == "agent":
+                self._reach(state.id, state.last_seq)
         if stopped or (rerendered and self.awareness.of(state.id)):
             batch += self._awareness([state.id])
         if state.id not in self.sent:  # not watched, or not caught up with yet
@@ -363,6 +403,8 @@ class Stream:
             self.sent[id_] = max(self.sent[id_], entry.seq)
             if self.view.audience == "agent" or entry.visible_to_visitor:
                 batch.append(frames.entry(entry, self.view.audience))
+            if entry.kind == ("agent" if self.view.audience == "visitor" else "visitor"):
+                self._reach(id_, entry.seq)
         return batch
 
     def _remember(self, states: Sequence[ConversationState]) -> None:

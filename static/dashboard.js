@@ -96,12 +96,20 @@
     document.title = (total ? "(" + total + ") " : "") + baseTitle;
   }
 
+  /* The open conversation is in view: its visitor messages are read (the unread counts of
+   * every tab) up to its newest entry (the visitor's read receipts). */
+  var readSeq = 0;
   function markRead(row) {
-    var count = +row.dataset.visitorMessages || 0;
-    if (document.hidden || (reads[openId] || 0) >= count) return;
+    if (document.hidden || !openId) return;
+    row = row || document.getElementById("conversation-" + openId);
+    var count = Math.max(row ? +row.dataset.visitorMessages || 0 : 0, reads[openId] || 0);
+    var seq = ChatMessages.newestSeq(entries);
+    if ((reads[openId] || 0) >= count && seq <= readSeq) return;
     reads[openId] = count;
+    readSeq = seq;
     var data = new FormData();
     data.append("count", count);
+    data.append("seq", seq);
     post("/conversations/" + openId + "/read", data);
     live.tell("read", { conversation: openId, count: count });
   }
@@ -159,6 +167,7 @@
     if (seen.has(entry.id)) return;
     seen.add(entry.id);
     if (entry.classList.contains("visitor") && !entry.dataset.pending) {
+      markRead(null);
       var name = document.querySelector(".conversation-head h1");
       ChatMessages.announce((name ? name.textContent : "Visitor") + ": " +
                             entry.querySelector(".body").textContent);
@@ -166,6 +175,8 @@
   }
   if (history) {
     history.scrollTop = history.scrollHeight;
+    markRead(null);
+    document.addEventListener("visibilitychange", function () { markRead(null); });
     new MutationObserver(function (records) {
       var stick = nearBottom();
       records.forEach(function (r) {

@@ -44,6 +44,7 @@ window.ChatMessages = (function () {
     var stored = holder.firstElementChild;
     if (stored && stored.id && !document.getElementById(stored.id)) bubble.replaceWith(stored);
     else bubble.remove();
+    marks();
   }
 
   /* Show why it failed: ``response`` and its ``html`` (none for a network error). A network
@@ -79,6 +80,39 @@ window.ChatMessages = (function () {
     var bubble = id && document.getElementById("pending-" + id);
     if (bubble) bubble.remove();
   }
+
+  /* The newest entry's sequence in ``list`` (0 for none). */
+  function newestSeq(list) {
+    var newest = 0;
+    if (list) list.querySelectorAll(".entry[data-seq]").forEach(function (entry) {
+      newest = Math.max(newest, +entry.dataset.seq);
+    });
+    return newest;
+  }
+
+  /* Mark this side's messages Sent, Delivered or Read, from the receipts the stream keeps
+   * on the page (templates/partials/receipts.html); the words are what screen readers
+   * read. Pending and failed bubbles say Sending… and Not sent themselves. */
+  function marks() {
+    document.querySelectorAll(".receipts[data-mine]").forEach(function (cursors) {
+      var list = document.getElementById(cursors.id.replace("receipts-", "entries-"));
+      if (!list) return;
+      var delivered = +cursors.dataset.delivered, read = +cursors.dataset.read;
+      list.querySelectorAll(".entry." + cursors.dataset.mine + "[data-seq]").forEach(
+        function (entry) {
+          var seq = +entry.dataset.seq;
+          var word = seq <= read ? "Read" : seq <= delivered ? "Delivered" : "Sent";
+          var mark = entry.querySelector(".state");
+          if (!mark) {
+            mark = document.createElement("span");
+            mark.className = "state receipt";
+            entry.append(mark);
+          }
+          if (mark.textContent !== word) mark.textContent = word;
+        });
+    });
+  }
+  document.addEventListener("htmx:after:swap", marks);
 
   /* Tell screen readers (the page's #announcer live region) what just arrived. */
   function announce(text) {
@@ -152,5 +186,5 @@ window.ChatMessages = (function () {
 
   return { pending: pending, sending: sending, settle: settle, fail: fail, arrived: arrived,
            typing: typing, announce: announce, prependOlder: prependOlder, chime: chime,
-           canChime: canChime };
+           canChime: canChime, newestSeq: newestSeq, marks: marks };
 })();

@@ -20,7 +20,7 @@
   var pastLink = document.getElementById("past-link");
   var state = {
     token: null, open: false, page: null, unread: 0, conversation: null, status: null,
-    muted: readMuted(), identity: null, seen: new Set()
+    muted: readMuted(), identity: null, seen: new Set(), readSeq: {}
   };
   window.chatFrame = { sounds: 0, state: state };  // a hook for tests and embedders
   var live = null;  // the visitor's share of the stream, once they have a conversation
@@ -357,8 +357,27 @@
   /* The visitor has the conversation in front of them: nothing is unread, in any tab. */
   function read() {
     setUnread(0);
-    if (live && state.conversation) live.tell("read", { conversation: state.conversation });
+    if (!state.conversation) return;
+    if (live) live.tell("read", { conversation: state.conversation });
+    var seq = ChatMessages.newestSeq(chat.querySelector(".entries"));
+    if (seq <= (state.readSeq[state.conversation] || 0)) return;
+    state.readSeq[state.conversation] = seq;
+    var data = new FormData();
+    data.append("seq", seq);
+    // The agents' read receipts; a lost one is made good by the next read.
+    request("POST", "/conversations/" + state.conversation + "/read", data)
+      .catch(function () {});
   }
+
+  /* A stream's receipts say how far the visitor has read (chat/receipts.py): what a
+   * returning visitor has not yet seen counts as unread while the chat is closed. */
+  document.addEventListener("htmx:after:swap", function () {
+    var cursors = state.conversation && document.getElementById("receipts-" + state.conversation);
+    if (!cursors || !cursors.dataset.seen || watching()) return;
+    var unseen = Array.from(chat.querySelectorAll(".entry.agent[data-seq]")).filter(
+      function (entry) { return +entry.dataset.seq > +cursors.dataset.seen; }).length;
+    if (unseen > state.unread) setUnread(unseen);
+  });
   document.addEventListener("visibilitychange", function () { if (watching()) read(); });
 
   function setUnread(count) {

@@ -295,7 +295,17 @@ async def reopen(svc: Services, conversation_id: int, agent: Agent) -> Conversat
     )
 
 
-async def mark_read(svc: Services, agent: Agent, conversation_id: int, count: int) -> None:
-    """Remember how many of the visitor's messages ``agent`` has seen (for unread counts)."""
+async def mark_read(svc: Services, agent: Agent, conversation_id: int, count: int,
+                    seq: int = 0) -> None:
+    """Remember how many of the visitor's messages ``agent`` has seen (for unread counts)
+    and up to which entry (for the visitor's read receipts)."""
     async with svc.pool.acquire() as conn:
         await conversations.mark_read(conn, agent.id, conversation_id, max(0, count))
+    if seq and svc.recorder is not None:
+        svc.recorder.read("agent", conversation_id, seq)
+
+
+def visitor_read(svc: Services, conversation_id: int, seq: int) -> None:
+    """The visitor saw the conversation up to entry ``seq`` (the agents' read receipts)."""
+    if svc.recorder is not None:
+        svc.recorder.read("visitor", conversation_id, seq)

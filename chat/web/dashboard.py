@@ -110,8 +110,9 @@ async def mark_read(request: Request) -> Response:
     data = await Fields.of_body(request)
     agent = await require_agent(request, data)
     count = data.number("count", maximum=MAX_COUNT) or 0
+    seq = data.number("seq", maximum=MAX_COUNT) or 0
     await actions.mark_read(services(request), agent, request.path_params["conversation_id"],
-                            count)
+                            count, seq)
     return Response(status_code=204)
 
 

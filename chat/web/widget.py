@@ -33,7 +33,7 @@ from chat.services import Services, services
 from chat.signals import Awareness, Signal
 from chat.sites import Site, normalize_origin
 from chat.templating import render, templates
-from chat.web.http import Fields, client_address, wants_html
+from chat.web.http import MAX_COUNT, Fields, client_address, wants_html
 from chat.web.security import content_security_policy
 from chat.web.streaming import requested_cursors, sse_response
 
@@ -346,6 +346,17 @@ async def page(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def read(request: Request) -> Response:
+    """The visitor saw the conversation up to entry ``seq`` in a visible widget."""
+    access = await authorize(request, conversation=True)
+    assert access.conversation_id is not None and access.visitor_id is not None
+    seq = (await Fields.of_body(request)).number("seq", maximum=MAX_COUNT) or 0
+    svc = services(request)
+    await svc.limiter.hit(ratelimit.SIGNALS_PER_VISITOR, "visitor", str(access.visitor_id))
+    actions.visitor_read(svc, access.conversation_id, seq)
+    return Response(status_code=204)
+
+
 async def stream(request: Request) -> Response:
     """One conversation's stream (``?after=SEQ`` or ``Last-Event-ID``)."""
     access = await authorize(request, conversation=True)
@@ -380,6 +391,7 @@ routes = [
     Route(PREFIX + "/conversations/{conversation_id:id}/older", older, methods=["GET"]),
     Route(PREFIX + "/conversations/{conversation_id:id}/typing", typing, methods=["POST"]),
     Route(PREFIX + "/conversations/{conversation_id:id}/page", page, methods=["POST"]),
+    Route(PREFIX + "/conversations/{conversation_id:id}/read", read, methods=["POST"]),
     Route(PREFIX + "/conversations/{conversation_id:id}/stream", stream, methods=["GET"]),
     Route(PREFIX + "/stream", shared_stream, methods=["GET"]),
 ]

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Locator, Page, expect
 
 from chat.signals import TYPING_IDLE
 from tests.conftest import Seed
 from tests.e2e.conftest import Widget
 from tests.e2e.test_dashboard import add_agent, row, sign_in
-from tests.e2e.test_widget import conversation_of, open_widget, send
-from tests.support import AppProcess
+from tests.e2e.test_widget import SCREENSHOTS, conversation_of, open_widget, send
+from tests.support import ROOT, AppProcess
 
 StartApp = Callable[..., AppProcess]
 NewContext = Callable[..., BrowserContext]
@@ -188,3 +189,86 @@ def test_an_agent_whose_tabs_are_hidden_turns_away_once_and_offline_only_when_th
     expect(sam.locator("#my-presence")).to_have_text("Away")
     sam.get_by_role("button", name="Set yourself online").click()
     expect(sam.locator("#my-presence")).to_have_text("Online")
+
+
+def test_each_side_sees_its_messages_go_sent_delivered_read_and_unread_replies_survive_a_reload(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed,
+) -> None:
+    widget = embed(start_app(app_env))
+    visitor = new_context()
+    page = visitor.new_page()
+    frame = open_widget(page, widget.host.url)
+    frame.get_by_label("Your name").fill("Maria Silva")
+    send(frame, "Is anyone there?")
+    question = frame.locator(".entry.visitor", has_text="Is anyone there?").locator(".state")
+    expect(question).to_have_text("Sent")  # no dashboard is open
+    alex = sign_in(new_context(), widget.app, seed.email, seed.password)
+    expect(row(alex, "Maria Silva")).to_be_visible()
+    expect(question).to_have_text("Delivered")  # on the agent's inbox
+    row(alex, "Maria Silva").get_by_role("link").click()
+    expect(question).to_have_text("Read")  # the agent opened it
+    conversation = conversation_of(frame)
+
+    def reply(text: str) -> Locator:
+        box = alex.get_by_role("textbox", name="Reply")
+        box.fill(text)
+        box.press("Enter")
+        return alex.locator(".entry.agent:not(.pending)", has_text=text).locator(".state")
+
+    # The chat is closed but its page open: the reply reaches it, and is read once opened.
+    page.get_by_role("button", name="Close chat").click()
+    answer = reply("Yes, Alex here. How can I help?")
+    expect(answer).to_have_text("Delivered")
+    page.get_by_role("button", name="Open chat").click()
+    expect(answer).to_have_text("Read")
+
+    # The visitor left: a reply stays Sent until they come back, and then counts as unread
+    # on the launcher, which a reload does not reset.
+    page.close()
+    expect(alex.locator(f"#visitor-presence-{conversation}")).to_contain_text("Last seen")
+    later = reply("Your parcel left this morning.")
+    expect(later).to_have_text("Sent")
+    for _ in range(2):
+        page = visitor.new_page()
+        page.goto(widget.host.url)
+        expect(page.locator(".badge")).to_have_text("1")
+        expect(later).to_have_text("Delivered")
+        page.close()
+    page = visitor.new_page()
+    open_widget(page, widget.host.url)
+    expect(later).to_have_text("Read")
+    expect(alex.locator(".entry.agent .state")).to_have_text(["Read", "Read"])
+
+
+def test_screenshots_of_typing_presence_and_receipts(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed,
+) -> None:
+    """Look at them in test-artifacts/; UPDATE_SCREENSHOTS=1 refreshes docs/screenshots."""
+    widget = embed(start_app(app_env))
+    target = SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") else ROOT / "test-artifacts"
+    target.mkdir(parents=True, exist_ok=True)
+    alex = sign_in(new_context(viewport={"width": 1400, "height": 820}), widget.app,
+                   seed.email, seed.password)
+    visitor = new_context(viewport={"width": 900, "height": 760}).new_page()
+    frame = open_widget(visitor, widget.host.url)
+    frame.get_by_label("Your name").fill("Maria Silva")
+    send(frame, "Hi! My invoice for order 1042 is missing.")
+    row(alex, "Maria Silva").get_by_role("link").click()
+    alex.get_by_role("button", name="Claim").click()
+    box = alex.get_by_role("textbox", name="Reply")
+    box.fill("Sorry about that! I'm resending it now.")
+    box.press("Enter")
+    expect(alex.locator(".entry.agent .state")).to_have_text("Read")
+    conversation = conversation_of(frame)
+    expect(alex.locator(f"#visitor-presence-{conversation}")).to_have_text("Online now")
+
+    frame.get_by_role("textbox", name="Message").press_sequentially("Thanks, and could")
+    expect(alex.locator(f"#awareness-{conversation}")).to_contain_text("typing")
+    alex.screenshot(path=target / "dashboard-awareness.png")
+    box.press_sequentially("You're welcome")
+    expect(frame.locator(f"#awareness-{conversation}")).to_have_text("Alex is typing…")
+    expect(frame.locator(".entry.visitor .state")).to_have_text("Read")
+    expect(frame.locator("#team-presence")).to_have_text("Online")
+    visitor.screenshot(path=target / "widget-awareness.png")

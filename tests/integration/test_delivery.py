@@ -110,7 +110,8 @@ async def test_agent_stream_shows_inbox_state_and_the_open_conversation_live(
         assert f'id="status-{conversation}"' in snapshot[1].data
         assert (await visitor.send("Hello?")).status_code == 201
         live = [e for e in await stream.until(lambda es: any(e.id for e in es))
-                if 'hx-target="#team"' not in e.data]  # the agent came online meanwhile
+                if 'hx-target="#team"' not in e.data  # the agent came online meanwhile
+                and 'hx-target="#receipts-' not in e.data]  # and the visitor's stream got it
         assert f'id="conversation-{conversation}"' in live[0].data  # the row moved
         assert [e.seq for e in live if e.id] == [2]
         assert (await agent.reply(conversation, "internal", note=True)).status_code == 201
