@@ -42,8 +42,12 @@ window.ChatMessages = (function () {
     var holder = document.createElement("div");
     holder.innerHTML = html.trim();
     var stored = holder.firstElementChild;
-    if (stored && stored.id && !document.getElementById(stored.id)) bubble.replaceWith(stored);
-    else bubble.remove();
+    if (stored && stored.id && !document.getElementById(stored.id)) {
+      localTimes(stored);
+      bubble.replaceWith(stored);
+    } else {
+      bubble.remove();
+    }
   }
 
   /* Show why it failed: ``response`` and its ``html`` (none for a network error). A network
@@ -93,6 +97,7 @@ window.ChatMessages = (function () {
     holder.innerHTML = html;
     var older = holder.querySelector("template.older-entries").content;
     var ids = Array.from(older.querySelectorAll(".entry[id]"), function (e) { return e.id; });
+    localTimes(older);
     var height = scroller.scrollHeight;
     list.prepend(older);
     var next = holder.querySelector("[data-action=older]");
@@ -101,6 +106,32 @@ window.ChatMessages = (function () {
     scroller.scrollTop += scroller.scrollHeight - height;
     return ids;
   }
+
+  /* ---- times in the reader's own time zone ------------------------------------------ */
+
+  // The server writes UTC (the no-JS fallback); the browser knows the reader's zone and locale.
+  var clockFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+  var dateFormat = new Intl.DateTimeFormat(undefined, {
+    day: "numeric", month: "short", hour: "2-digit", minute: "2-digit"
+  });
+  var fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "long" });
+
+  /* Show every ``<time datetime>`` under ``root`` in local time: hour and minute for today,
+   * date and time before; the title has it in full. A localised one has a title, so a second
+   * pass skips it; relative times (``.ago``) are the dashboard's own. */
+  function localTimes(root) {
+    (root || document).querySelectorAll("time[datetime]:not(.ago):not([title])")
+      .forEach(function (el) {
+        var moment = new Date(el.getAttribute("datetime"));
+        if (isNaN(moment.getTime())) return;
+        var today = moment.toDateString() === new Date().toDateString();
+        el.textContent = (today ? clockFormat : dateFormat).format(moment);
+        el.title = fullFormat.format(moment);
+      });
+  }
+  // Whatever htmx swaps in (stream entries, the visitor panel, responses) carries server times.
+  document.addEventListener("htmx:after:swap", function () { localTimes(document); });
+  document.addEventListener("DOMContentLoaded", function () { localTimes(document); });
 
   var audio = null;
   // Browsers play sound only after a user gesture: prepare the audio context on the first.
@@ -152,5 +183,5 @@ window.ChatMessages = (function () {
 
   return { pending: pending, sending: sending, settle: settle, fail: fail, arrived: arrived,
            typing: typing, announce: announce, prependOlder: prependOlder, chime: chime,
-           canChime: canChime };
+           canChime: canChime, localTimes: localTimes };
 })();

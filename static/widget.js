@@ -102,6 +102,7 @@
 
   function show(html) {
     chat.innerHTML = html;
+    ChatMessages.localTimes(chat);
     chat.querySelectorAll(".entry[id]").forEach(function (e) { state.seen.add(e.id); });
     htmx.process(chat);
     var view = chat.querySelector("[data-view]");
