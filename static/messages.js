@@ -133,6 +133,42 @@ window.ChatMessages = (function () {
   document.addEventListener("htmx:after:swap", function () { localTimes(document); });
   document.addEventListener("DOMContentLoaded", function () { localTimes(document); });
 
+  /* ---- staying at the latest message ------------------------------------------------ */
+
+  var END_SLACK = 40;  // px: this close to the end still counts as reading the latest
+
+  /* Keep ``scroller`` at its end while the reader is there; ``pill`` (a "New messages" button)
+   * shows when news arrives while they read further up. Whether they are at the end is judged
+   * from their scrolling, i.e. before anything is added: measured after, a new entry's own
+   * height would read as "scrolled up". The scroll waits for layout (a frame). */
+  function follow(scroller, pill) {
+    var stick = true, frame = 0;
+    function atEnd() {
+      return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight <= END_SLACK;
+    }
+    function toEnd() {
+      stick = true;
+      pill.hidden = true;
+      if (frame) return;
+      frame = requestAnimationFrame(function () {
+        frame = 0;
+        scroller.scrollTop = scroller.scrollHeight;
+      });
+    }
+    scroller.addEventListener("scroll", function () {
+      if (frame) return;  // content grew before our own scroll to the end: not the reader
+      stick = atEnd();
+      if (stick) pill.hidden = true;
+    });
+    pill.addEventListener("click", toEnd);
+    /* Content was added below: follow it, or, for news, offer the pill. */
+    function grew(news) {
+      if (stick) toEnd();
+      else if (news) pill.hidden = false;
+    }
+    return { toEnd: toEnd, grew: grew };
+  }
+
   var audio = null;
   // Browsers play sound only after a user gesture: prepare the audio context on the first.
   ["pointerdown", "keydown"].forEach(function (type) {
@@ -183,5 +219,5 @@ window.ChatMessages = (function () {
 
   return { pending: pending, sending: sending, settle: settle, fail: fail, arrived: arrived,
            typing: typing, announce: announce, prependOlder: prependOlder, chime: chime,
-           canChime: canChime, localTimes: localTimes };
+           canChime: canChime, localTimes: localTimes, follow: follow };
 })();
