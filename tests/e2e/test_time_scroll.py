@@ -44,6 +44,9 @@ class Visitor:
                                   data={"body": body, "client_id": uuid.uuid4().hex})
         assert response.status_code == 201, response.text
 
+    def close(self) -> None:
+        self.http.close()
+
 
 def created_at(database: str, conversation_id: int, body: str) -> datetime:
     async def read() -> datetime:
@@ -187,3 +190,4 @@ def test_the_dashboard_follows_new_messages_unless_the_agent_scrolled_up(
     expect(agent_page.locator(".entry", has_text="earlier 14")).to_have_count(1)
     follows_the_other_side(agent_page.main_frame, "#history", ".entry.visitor",
                            lambda body: visitor.send(conversation, body))
+    visitor.close()
