@@ -28,8 +28,9 @@ def render(name: str, **context: Any) -> str:
 
 
 def clock(moment: datetime) -> str:
-    """A compact time for message bubbles, in UTC (the browser localises ``datetime``)."""
-    return moment.astimezone(UTC).strftime("%H:%M")
+    """A compact time for message bubbles, said to be UTC: static/messages.js replaces it with
+    the reader's local time, so this is what a page without JavaScript shows."""
+    return moment.astimezone(UTC).strftime("%H:%M UTC")
 
 
 environment.filters["clock"] = clock

@@ -157,9 +157,6 @@
   var form = document.getElementById("reply");
   var box = document.getElementById("reply-box");
 
-  function nearBottom() {
-    return history.scrollHeight - history.scrollTop - history.clientHeight < 80;
-  }
   // Entries already on the page, or loaded as older history, are not news.
   var seen = new Set(entries ? Array.from(entries.children, function (e) { return e.id; }) : []);
   function arrived(entry) {
@@ -174,15 +171,20 @@
     }
   }
   if (history) {
-    history.scrollTop = history.scrollHeight;
+    var follower = ChatMessages.follow(history, document.getElementById("new-messages"));
+    follower.toEnd();
     markRead(null);
     document.addEventListener("visibilitychange", function () { markRead(null); });
     new MutationObserver(function (records) {
-      var stick = nearBottom();
+      var news = false;
       records.forEach(function (r) {
-        r.addedNodes.forEach(function (n) { if (n.nodeType === 1) arrived(n); });
+        r.addedNodes.forEach(function (n) {
+          if (n.nodeType !== 1) return;
+          if (!seen.has(n.id) && !n.dataset.pending) news = true;  // older history is not
+          arrived(n);
+        });
       });
-      if (stick) history.scrollTop = history.scrollHeight;
+      follower.grew(news);
     }).observe(entries, { childList: true });
     history.addEventListener("scroll", function () {
       var older = history.querySelector("[data-action=older]:not(:disabled)");
@@ -209,7 +211,7 @@
     var note = form.elements.note.checked;
     var bubble = ChatMessages.pending(entries, text, note ? "note" : "agent");
     bubble.dataset.note = note ? "1" : "";
-    history.scrollTop = history.scrollHeight;
+    follower.toEnd();
     box.value = "";
     typist.sent();
     deliver(bubble);

@@ -42,8 +42,12 @@ window.ChatMessages = (function () {
     var holder = document.createElement("div");
     holder.innerHTML = html.trim();
     var stored = holder.firstElementChild;
-    if (stored && stored.id && !document.getElementById(stored.id)) bubble.replaceWith(stored);
-    else bubble.remove();
+    if (stored && stored.id && !document.getElementById(stored.id)) {
+      localTimes(stored);
+      bubble.replaceWith(stored);
+    } else {
+      bubble.remove();
+    }
     marks();
   }
 
@@ -127,6 +131,7 @@ window.ChatMessages = (function () {
     holder.innerHTML = html;
     var older = holder.querySelector("template.older-entries").content;
     var ids = Array.from(older.querySelectorAll(".entry[id]"), function (e) { return e.id; });
+    localTimes(older);
     var height = scroller.scrollHeight;
     list.prepend(older);
     var next = holder.querySelector("[data-action=older]");
@@ -134,6 +139,68 @@ window.ChatMessages = (function () {
     button.remove();
     scroller.scrollTop += scroller.scrollHeight - height;
     return ids;
+  }
+
+  /* ---- times in the reader's own time zone ------------------------------------------ */
+
+  // The server writes UTC (the no-JS fallback); the browser knows the reader's zone and locale.
+  var clockFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+  var dateFormat = new Intl.DateTimeFormat(undefined, {
+    day: "numeric", month: "short", hour: "2-digit", minute: "2-digit"
+  });
+  var fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "long" });
+
+  /* Show every ``<time datetime>`` under ``root`` in local time: hour and minute for today,
+   * date and time before; the title has it in full. A localised one has a title, so a second
+   * pass skips it; relative times (``.ago``) are the dashboard's own. */
+  function localTimes(root) {
+    (root || document).querySelectorAll("time[datetime]:not(.ago):not([title])")
+      .forEach(function (el) {
+        var moment = new Date(el.getAttribute("datetime"));
+        if (isNaN(moment.getTime())) return;
+        var today = moment.toDateString() === new Date().toDateString();
+        el.textContent = (today ? clockFormat : dateFormat).format(moment);
+        el.title = fullFormat.format(moment);
+      });
+  }
+  // Whatever htmx swaps in (stream entries, the visitor panel, responses) carries server times.
+  document.addEventListener("htmx:after:swap", function () { localTimes(document); });
+  document.addEventListener("DOMContentLoaded", function () { localTimes(document); });
+
+  /* ---- staying at the latest message ------------------------------------------------ */
+
+  var END_SLACK = 40;  // px: this close to the end still counts as reading the latest
+
+  /* Keep ``scroller`` at its end while the reader is there; ``pill`` (a "New messages" button)
+   * shows when news arrives while they read further up. Whether they are at the end is judged
+   * from their scrolling, i.e. before anything is added: measured after, a new entry's own
+   * height would read as "scrolled up". The scroll waits for layout (a frame). */
+  function follow(scroller, pill) {
+    var stick = true, frame = 0;
+    function atEnd() {
+      return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight <= END_SLACK;
+    }
+    function toEnd() {
+      stick = true;
+      pill.hidden = true;
+      if (frame) return;
+      frame = requestAnimationFrame(function () {
+        frame = 0;
+        scroller.scrollTop = scroller.scrollHeight;
+      });
+    }
+    scroller.addEventListener("scroll", function () {
+      if (frame) return;  // content grew before our own scroll to the end: not the reader
+      stick = atEnd();
+      if (stick) pill.hidden = true;
+    });
+    pill.addEventListener("click", toEnd);
+    /* Content was added below: follow it, or, for news, offer the pill. */
+    function grew(news) {
+      if (stick) toEnd();
+      else if (news) pill.hidden = false;
+    }
+    return { toEnd: toEnd, grew: grew };
   }
 
   var audio = null;
@@ -186,5 +253,6 @@ window.ChatMessages = (function () {
 
   return { pending: pending, sending: sending, settle: settle, fail: fail, arrived: arrived,
            typing: typing, announce: announce, prependOlder: prependOlder, chime: chime,
-           canChime: canChime, newestSeq: newestSeq, marks: marks };
+           canChime: canChime, localTimes: localTimes, follow: follow, newestSeq: newestSeq,
+           marks: marks };
 })();

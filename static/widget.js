@@ -44,7 +44,7 @@
       state.open = true;
       read();
       box.focus();
-      scrollToEnd(true);  // laid out only now if the frame loaded while closed
+      scrollToEnd();  // laid out only now if the frame loaded while closed
     } else if (message.type === "close") {
       state.open = false;
     } else if (message.type === "identify") {
@@ -102,6 +102,7 @@
 
   function show(html) {
     chat.innerHTML = html;
+    ChatMessages.localTimes(chat);
     chat.querySelectorAll(".entry[id]").forEach(function (e) { state.seen.add(e.id); });
     htmx.process(chat);
     var view = chat.querySelector("[data-view]");
@@ -111,7 +112,7 @@
     applyIdentity(null);
     reportPage();
     pastLink.hidden = !state.token;
-    scrollToEnd(true);  // a conversation opens at its latest message
+    scrollToEnd();  // a conversation opens at its latest message
     follow(view);
     if (watching()) read();
   }
@@ -243,7 +244,7 @@
     }
     errorLine.hidden = true;
     var bubble = ChatMessages.pending(chat.querySelector(".entries"), text, "visitor");
-    scrollToEnd(true);
+    scrollToEnd();
     box.value = "";
     box.style.height = "";
     typist.sent();
@@ -302,38 +303,30 @@
 
   function main() { return chat; }
 
-  function nearBottom() {
-    var el = main();
-    return el.scrollHeight - el.scrollTop - el.clientHeight < 80;
-  }
+  var follower = ChatMessages.follow(main(), pill);
+  // Only ever asked for by the visitor (opening, sending): news follows the follower's rule.
+  function scrollToEnd() { follower.toEnd(); }
 
-  function scrollToEnd(force) {
-    var el = main();
-    if (force || nearBottom() || !pill.hidden) el.scrollTop = el.scrollHeight;
-    pill.hidden = true;
-  }
-
-  pill.addEventListener("click", function () { scrollToEnd(true); });
   main().addEventListener("scroll", function () {
-    if (nearBottom()) pill.hidden = true;
     var older = chat.querySelector("[data-action=older]:not(:disabled)");
     if (older && main().scrollTop < 40) loadOlder(older);  // reached the top: fetch earlier
   });
 
   new MutationObserver(function (records) {
-    var stickToEnd = nearBottom(), news = false;
+    var news = false;
     records.forEach(function (record) {
       record.addedNodes.forEach(function (node) {
         if (node.nodeType !== 1) return;
         if (node.classList.contains("conversation-status")) setStatus(node.dataset.status);
         if (!node.classList.contains("entry") || node.dataset.pending) return;
-        news = true;
         ChatMessages.arrived(node);
+        if (!state.seen.has(node.id)) news = true;  // older history or a replaced copy is not
         if (node.classList.contains("agent")) arrived(node);
+        state.seen.add(node.id);
       });
     });
     // A typing line that comes and goes keeps the view at the end, but is no news.
-    if (stickToEnd) scrollToEnd(true); else if (news) pill.hidden = false;
+    follower.grew(news);
   }).observe(chat, { childList: true, subtree: true });
 
   function arrived(entry) {
