@@ -115,8 +115,7 @@
     switch (message.type) {
       case "ready":
         state.frameReady = true;
-        if (/^#[0-9a-f]{6}$/i.test(message.color)) launcher.style.background = message.color;
-        if (/^#[0-9a-f]{6}$/i.test(message.ink)) launcher.style.color = message.ink;
+        paint(message);
         frame.contentWindow.postMessage({ type: "init", token: state.token, open: state.open,
           page: window.location.href, identity: state.identity || null,
           locks: !!navigator.locks }, app);
@@ -156,8 +155,24 @@
     }).catch(function () { /* given up while waiting */ });
   }
 
+  // The brand colour, from the frame's "ready" or, before any frame exists, from /look.
+  function paint(look) {
+    if (/^#[0-9a-f]{6}$/i.test(look.color)) launcher.style.background = look.color;
+    if (/^#[0-9a-f]{6}$/i.test(look.ink)) launcher.style.color = look.ink;
+  }
+
+  function fetchLook() {
+    if (!window.fetch) return;
+    fetch(app + "/widget/" + encodeURIComponent(site) + "/look", { credentials: "omit" })
+      .then(function (response) { return response.ok ? response.json() : {}; })
+      .then(function (look) { if (!state.frameReady) paint(look || {}); })
+      .catch(function () { /* the default colour stays */ });
+  }
+
   function start() {
     document.body.appendChild(host);
+    // The closed launcher shows the site's colour from the start, not only once the frame is up.
+    fetchLook();
     // A returning visitor's frame loads at once, so replies arrive (badge, sound) while closed.
     if (state.token) createFrame();
   }

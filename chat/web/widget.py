@@ -92,6 +92,17 @@ async def loader(request: Request) -> Response:
                         headers={"Cache-Control": "public, max-age=600"})
 
 
+async def look(request: Request) -> Response:
+    """The site's colours, for the loader to paint its launcher before any frame exists.
+
+    Public (any page may read a site's colour), so any origin may fetch it; a plain GET needs
+    no preflight. Cached briefly so a colour change shows within a minute."""
+    settings = (await authorize(request)).site.settings
+    return JSONResponse({"color": settings.color, "ink": settings.ink},
+                        headers={"Access-Control-Allow-Origin": "*",
+                                 "Cache-Control": "public, max-age=60"})
+
+
 async def frame(request: Request) -> Response:
     """The iframe page. Only the site's own origins may frame it (CSP frame-ancestors)."""
     access = await authorize(request)
@@ -372,6 +383,7 @@ PREFIX = "/widget/{site_key}"
 routes = [
     Route("/widget.js", loader, methods=["GET"]),
     Route(PREFIX + "/frame", frame, methods=["GET"]),
+    Route(PREFIX + "/look", look, methods=["GET"]),
     Route(PREFIX + "/conversation", current, methods=["GET"]),
     Route(PREFIX + "/conversations", past, methods=["GET"]),
     Route(PREFIX + "/conversations", start_conversation, methods=["POST"]),

@@ -296,3 +296,23 @@ def test_a_user_the_host_site_identifies_reaches_the_agent_verified(
                           headers={"Accept": "text/html"})
     assert "Maria Silva" in view.text and ">Verified</span>" in view.text
     agent.close()
+
+
+def test_the_closed_launcher_shows_the_sites_colour_before_the_chat_is_opened(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], database: str,
+) -> None:
+    widget = embed(start_app(app_env))
+
+    async def paint_green() -> None:
+        async with db.connect(database) as conn:
+            await conn.execute(
+                "UPDATE sites SET settings = settings || '{\"color\": \"#16a34a\"}'::jsonb "
+                "WHERE public_key = $1", widget.site_key)
+
+    run_async(paint_green())
+    page = new_context().new_page()
+    page.goto(widget.host.url)
+    launcher = page.get_by_role("button", name="Open chat")
+    expect(launcher).to_have_css("background-color", "rgb(22, 163, 74)")
+    assert page.locator("iframe[title=Chat]").count() == 0  # no frame was needed for it
