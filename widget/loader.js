@@ -1,5 +1,6 @@
 /* The chat widget loader: paste
  *   <script src="https://CHAT_HOST/widget.js" data-site="PUBLIC_KEY" async></script>
+ * after the snippet's stub (chat/sites.py QUEUE_STUB), which queues calls until this runs.
  * It adds a launcher button and, on demand, an iframe served by the chat app. It keeps the
  * visitor's token in this page's storage and hands it to the iframe by postMessage (exact
  * target origin, checked sender), so no third-party cookie is needed. Its only global is
@@ -10,7 +11,9 @@
 (function () {
   "use strict";
   var script = document.currentScript;
-  if (!script || window.ChatWidget) return;
+  // The snippet's stub (calls queued in q) is replaced; a loader that already ran is kept.
+  var stub = window.ChatWidget;
+  if (!script || (stub && !stub.q)) return;
   var site = script.getAttribute("data-site");
   var app = new URL(script.src).origin;
   var storeKey = "chatwidget:" + site + ":token";
@@ -175,8 +178,16 @@
     fetchLook();
     // A returning visitor's frame loads at once, so replies arrive (badge, sound) while closed.
     if (state.token) createFrame();
+    replay(stub && stub.q);
   }
-  if (document.body) start(); else document.addEventListener("DOMContentLoaded", start);
+
+  // Calls the page made through the snippet's stub before this script ran, in order.
+  function replay(calls) {
+    (calls || []).forEach(function (call) {
+      var method = window.ChatWidget[call[0]];
+      if (typeof method === "function") method.apply(null, call[1]);
+    });
+  }
 
   window.ChatWidget = {
     open: open,
@@ -188,4 +199,5 @@
       post({ type: "identify", identity: state.identity });
     }
   };
+  if (document.body) start(); else document.addEventListener("DOMContentLoaded", start);
 })();

@@ -11,6 +11,7 @@ from playwright.sync_api import BrowserContext, FrameLocator, Page, expect
 
 from chat import db
 from chat.queries import sites
+from chat.sites import embed_snippet
 from tests.conftest import Seed
 from tests.e2e.agent import AgentSession, AgentStream
 from tests.e2e.conftest import Widget
@@ -316,3 +317,25 @@ def test_the_closed_launcher_shows_the_sites_colour_before_the_chat_is_opened(
     launcher = page.get_by_role("button", name="Open chat")
     expect(launcher).to_have_css("background-color", "rgb(22, 163, 74)")
     assert page.locator("iframe[title=Chat]").count() == 0  # no frame was needed for it
+
+
+def test_identify_right_after_the_snippet_is_queued_until_the_loader_runs(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget],
+) -> None:
+    widget = embed(start_app(app_env))
+    # The snippet as the Sites page prints it, with a call straight after it.
+    (widget.host.directory / "snippet.html").write_text(
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Shop</title></head><body>"
+        + embed_snippet(widget.app.url, widget.site_key)
+        + "<script>ChatWidget.identify({name: 'Ana Lima', email: 'ana@example.com'});"
+        "ChatWidget.open()</script></body></html>")
+    page = new_context().new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(widget.host.url + "snippet.html")
+    frame = page.frame_locator("iframe[title=Chat]")
+    expect(frame.get_by_label("Your name")).to_have_value("Ana Lima")
+    expect(frame.get_by_label("Email")).to_have_value("ana@example.com")
+    expect(page.get_by_role("button", name="Close chat")).to_be_visible()
+    assert errors == []
