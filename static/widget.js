@@ -101,7 +101,9 @@
   }
 
   function show(html) {
+    var typed = typedContact();
     chat.innerHTML = html;
+    restoreContact(typed);
     chat.querySelectorAll(".entry[id]").forEach(function (e) { state.seen.add(e.id); });
     htmx.process(chat);
     var view = chat.querySelector("[data-view]");
@@ -114,6 +116,24 @@
     scrollToEnd(true);  // a conversation opens at its latest message
     follow(view);
     if (watching()) read();
+  }
+
+  /* What the visitor typed in the pre-chat fields: the page's own welcome is usable before
+   * the fetched view replaces it, and the replacement must not wipe their name and email. */
+  function typedContact() {
+    var typed = {};
+    ["name", "email"].forEach(function (field) {
+      var input = form.elements[field];
+      if (input && input.value) typed[field] = input.value;
+    });
+    return typed;
+  }
+
+  function restoreContact(typed) {
+    Object.keys(typed).forEach(function (field) {
+      var input = form.elements[field];
+      if (input && !input.value) input.value = typed[field];
+    });
   }
 
   /* Tell the agent which page the visitor is on: once per page load and conversation (the

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from playwright.sync_api import BrowserContext, FrameLocator, Page, expect
+from playwright.sync_api import BrowserContext, FrameLocator, Page, Route, expect
 
 from chat import db
 from chat.queries import sites
@@ -339,3 +339,33 @@ def test_identify_right_after_the_snippet_is_queued_until_the_loader_runs(
     expect(frame.get_by_label("Email")).to_have_value("ana@example.com")
     expect(page.get_by_role("button", name="Close chat")).to_be_visible()
     assert errors == []
+
+
+def test_pre_chat_fields_typed_before_the_welcome_loads_are_kept(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget],
+) -> None:
+    widget = embed(start_app(app_env))
+    page = new_context().new_page()
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:  # the frame's fetch of its view waits for the test
+        held.append(route)
+
+    page.route("**/conversation", hold)
+    page.goto(widget.host.url)
+    page.get_by_role("button", name="Open chat").click()
+    frame = page.frame_locator("iframe[title=Chat]")
+    for _ in range(200):  # Playwright's events only arrive while it waits
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the frame never asked for its view"
+    frame.get_by_label("Your name").fill("Sam Early")
+    frame.get_by_label("Email").fill("sam@example.com")
+    held[0].continue_()
+    page.unroute("**/conversation")
+    expect(frame.locator("[data-view=welcome]")).to_have_count(1)
+    page.wait_for_load_state("networkidle")
+    expect(frame.get_by_label("Your name")).to_have_value("Sam Early")
+    expect(frame.get_by_label("Email")).to_have_value("sam@example.com")
