@@ -198,6 +198,8 @@
     var note = form.elements.note.checked;
     var bubble = ChatMessages.pending(entries, text, note ? "note" : "agent");
     bubble.dataset.note = note ? "1" : "";
+    // A note is one message, not a mode: the next reply goes to the visitor unless ticked again.
+    form.elements.note.checked = false;
     history.scrollTop = history.scrollHeight;
     box.value = "";
     typist.sent();

@@ -240,3 +240,31 @@ def test_screenshots_of_the_dashboard(
     alex.screenshot(path=target / "dashboard-conversation.png")
     alex.goto(widget.app.url + "/settings")
     alex.screenshot(path=target / "dashboard-settings.png")
+
+
+def open_as_agent(new_context: NewContext, widget: Widget, seed: Seed) -> tuple[Page, FrameLocator]:
+    """A visitor, Maria Silva, starts a conversation; the seeded agent opens and claims it."""
+    agent = sign_in(new_context(), widget.app, seed.email, seed.password)
+    frame = open_widget(new_context().new_page(), widget.host.url)
+    frame.get_by_label("Your name").fill("Maria Silva")
+    send(frame, "Hello there")
+    row(agent, "Maria Silva").get_by_role("link").click()
+    agent.get_by_role("button", name="Claim").click()
+    expect(agent.locator(".conversation-status")).to_contain_text("Active")
+    return agent, frame
+
+
+def test_the_private_note_box_is_unticked_after_a_note_is_sent(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed,
+) -> None:
+    agent, frame = open_as_agent(new_context, embed(start_app(app_env)), seed)
+    agent.get_by_label("Private note").check()
+    reply = agent.get_by_role("textbox", name="Reply")
+    reply.fill("Check the billing address")
+    reply.press("Enter")
+    expect(agent.locator(".entry.note:not(.pending)", has_text="billing")).to_have_count(1)
+    expect(agent.get_by_label("Private note")).not_to_be_checked()
+    reply.fill("Thanks, sorted")
+    reply.press("Enter")
+    expect(frame.locator(".entry.agent", has_text="Thanks, sorted")).to_be_visible()
