@@ -268,3 +268,16 @@ def test_the_private_note_box_is_unticked_after_a_note_is_sent(
     reply.fill("Thanks, sorted")
     reply.press("Enter")
     expect(frame.locator(".entry.agent", has_text="Thanks, sorted")).to_be_visible()
+
+
+def test_a_conversation_page_is_titled_after_its_visitor_with_the_unread_prefix(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed,
+) -> None:
+    widget = embed(start_app(app_env))
+    agent, _ = open_as_agent(new_context, widget, seed)
+    expect(agent).to_have_title("Maria Silva — Chat")
+    other = open_widget(new_context().new_page(), widget.host.url)
+    other.get_by_label("Your name").fill("Lee Park")
+    send(other, "A second question")
+    expect(agent).to_have_title("(1) Maria Silva — Chat")  # the unread count still leads
