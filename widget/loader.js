@@ -36,7 +36,9 @@
     ".launcher{position:fixed;right:20px;bottom:20px;z-index:2147483646;width:56px;height:56px;" +
     "border:0;border-radius:50%;background:#2563eb;color:#fff;cursor:pointer;display:grid;" +
     "place-items:center;box-shadow:0 4px 14px rgba(0,0,0,.25);font:16px system-ui,sans-serif}" +
-    ".launcher:focus-visible{outline:3px solid #93c5fd;outline-offset:3px}" +
+    // A dark ring on a white gap shows on any brand colour and any host page.
+    ".launcher:focus-visible{outline:3px solid #111827;outline-offset:2px;" +
+    "box-shadow:0 0 0 2px #fff,0 4px 14px rgba(0,0,0,.25)}" +
     ".launcher svg{width:26px;height:26px}" +
     ".badge{position:absolute;top:-4px;right:-4px;min-width:20px;height:20px;padding:0 5px;" +
     "box-sizing:border-box;border-radius:10px;background:#dc2626;color:#fff;font:600 12px/20px " +

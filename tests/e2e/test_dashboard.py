@@ -281,3 +281,20 @@ def test_a_conversation_page_is_titled_after_its_visitor_with_the_unread_prefix(
     other.get_by_label("Your name").fill("Lee Park")
     send(other, "A second question")
     expect(agent).to_have_title("(1) Maria Silva — Chat")  # the unread count still leads
+
+
+def test_the_closed_tab_stays_whole_when_every_count_has_two_digits(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed,
+) -> None:
+    agent = sign_in(new_context(), embed(start_app(app_env)).app, seed.email, seed.password)
+    agent.set_viewport_size({"width": 1280, "height": 800})
+    agent.evaluate("document.querySelectorAll('.tabs .count')"
+                   ".forEach(function (c) { c.textContent = '88'; })")
+    closed = agent.get_by_role("link", name=re.compile("^Closed"))
+    tabs = agent.get_by_role("navigation", name="Inbox filters")
+    edge, bar = closed.bounding_box(), tabs.bounding_box()
+    assert edge is not None and bar is not None
+    assert edge["x"] + edge["width"] <= bar["x"] + bar["width"]
+    assert tabs.evaluate("n => n.scrollWidth <= n.clientWidth")
+    agent.screenshot(path="/tmp/also-tabs.png")

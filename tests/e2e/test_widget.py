@@ -369,3 +369,36 @@ def test_pre_chat_fields_typed_before_the_welcome_loads_are_kept(
     page.wait_for_load_state("networkidle")
     expect(frame.get_by_label("Your name")).to_have_value("Sam Early")
     expect(frame.get_by_label("Email")).to_have_value("sam@example.com")
+
+
+def test_pre_chat_text_is_plain_and_focus_rings_show_on_a_light_brand_colour(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], database: str,
+) -> None:
+    widget = embed(start_app(app_env))
+
+    async def paint_pale_yellow() -> None:
+        async with db.connect(database) as conn:
+            await conn.execute(
+                "UPDATE sites SET settings = settings || '{\"color\": \"#fde68a\"}'::jsonb "
+                "WHERE public_key = $1", widget.site_key)
+
+    run_async(paint_pale_yellow())
+    page = new_context().new_page()
+    page.goto(widget.host.url)
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")  # past the host's link, onto the launcher
+    launcher = page.get_by_role("button", name="Open chat")
+    expect(launcher).to_be_focused()
+    expect(launcher).to_have_css("outline-color", "rgb(17, 24, 39)")
+    page.screenshot(path="/tmp/also-focus-launcher.png")
+    launcher.press("Enter")
+    frame = page.frame_locator("iframe[title=Chat]")
+    name = frame.get_by_label("Your name")
+    expect(name).to_have_css("font-weight", "400")
+    name.focus()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")  # focused by keyboard, so :focus-visible applies
+    expect(name).to_have_css("outline-color", "rgb(17, 24, 39)")
+    expect(name).to_have_css("box-shadow", re.compile(r"rgb\(255, 255, 255\)"))
+    page.screenshot(path="/tmp/also-focus-input.png")
