@@ -298,3 +298,30 @@ def test_the_closed_tab_stays_whole_when_every_count_has_two_digits(
     assert edge["x"] + edge["width"] <= bar["x"] + bar["width"]
     assert tabs.evaluate("n => n.scrollWidth <= n.clientWidth")
     agent.screenshot(path="/tmp/also-tabs.png")
+
+
+def test_the_reply_box_is_disabled_while_the_conversation_is_closed(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed,
+) -> None:
+    agent, frame = open_as_agent(new_context, embed(start_app(app_env)), seed)
+    other_tab = agent.context.new_page()  # the same conversation, where nobody clicks
+    other_tab.goto(agent.url)
+    reply = agent.get_by_role("textbox", name="Reply")
+    agent.get_by_role("button", name="Close conversation").click()
+    expect(reply).to_be_disabled()  # live, on this agent's own close
+    expect(other_tab.get_by_role("textbox", name="Reply")).to_be_disabled()  # and from the stream
+    expect(agent.get_by_text("This conversation is closed. Reopen it to reply.")).to_be_visible()
+    expect(agent.get_by_role("button", name="Send")).to_be_disabled()
+    expect(frame.get_by_role("textbox", name="Message")).to_be_disabled()
+    agent.screenshot(path="/tmp/also-closed-reply.png")
+    agent.reload()
+    expect(reply).to_be_disabled()  # rendered so by the server
+    expect(reply).to_have_accessible_description("This conversation is closed. Reopen it to reply.")
+    agent.get_by_role("button", name="Reopen").click()
+    expect(reply).to_be_enabled()
+    expect(agent.get_by_text("Reopen it to reply")).to_be_hidden()
+    expect(other_tab.get_by_role("textbox", name="Reply")).to_be_enabled()
+    reply.fill("Back again")
+    reply.press("Enter")
+    expect(frame.locator(".entry.agent", has_text="Back again")).to_be_visible()
