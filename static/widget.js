@@ -39,6 +39,7 @@
       state.page = message.page || null;
       state.open = !!message.open;
       applyIdentity(message.identity);
+      tellIdentity(message.identity);
       load(null);
     } else if (message.type === "open") {
       state.open = true;
@@ -49,6 +50,7 @@
       state.open = false;
     } else if (message.type === "identify") {
       applyIdentity(message.identity);
+      tellIdentity(message.identity);
     } else if (message.type === "locked" && lockCalls[message.id]) {
       lockCalls[message.id](message.granted);
     }
@@ -88,6 +90,18 @@
       var input = form.elements[field];
       if (input && state.identity[field] && !input.value) input.value = state.identity[field];
     });
+  }
+
+  /* A visitor who already chats gets the identity now, so agents see who they are in the
+   * conversation under way; a new one sends it with their first message instead. */
+  function tellIdentity(identity) {
+    if (!identity || !state.token || !(identity.name || identity.email)) return;
+    var data = new FormData();
+    ["name", "email"].forEach(function (field) {
+      if (identity[field]) data.append(field, String(identity[field]));
+    });
+    if (identity.hash) data.append("identity_hash", String(identity.hash));
+    request("POST", "/identity", data).catch(function () { /* the next page load repeats it */ });
   }
 
   /* ---- views ---------------------------------------------------------------------- */

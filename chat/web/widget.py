@@ -229,6 +229,25 @@ async def start_conversation(request: Request) -> Response:
     return JSONResponse(body, status_code=201 if started.created else 200)
 
 
+async def identity(request: Request) -> Response:
+    """``ChatWidget.identify`` for a visitor who already exists (a chat under way): the name
+    and email agents see change now, not at the next conversation; the hash verifies as at a
+    start. What is not given is kept."""
+    access = await authorize(request, visitor=True)
+    assert access.visitor_id is not None
+    data = await Fields.of_body(request)
+    contact = Contact.clean(data.optional_text("name"), data.optional_text("email"))
+    contact = _verify(access.site, contact, data.text("identity_hash"))
+    svc = services(request)
+    await svc.limiter.hit(ratelimit.SIGNALS_PER_VISITOR, "visitor", str(access.visitor_id))
+    async with svc.pool.acquire() as conn:
+        await visitors.update_contact(conn, access.visitor_id, name=contact.name,
+                                      email=contact.email,
+                                      verified_email=contact.verified_email,
+                                      proof_secret=contact.proof_secret)
+    return Response(status_code=204)
+
+
 def _user_agent(request: Request) -> str | None:
     """The browser's User-Agent, shortened, for the agent's visitor panel."""
     value = "".join(c for c in request.headers.get("user-agent", "") if c.isprintable())
@@ -387,6 +406,7 @@ routes = [
     Route(PREFIX + "/conversation", current, methods=["GET"]),
     Route(PREFIX + "/conversations", past, methods=["GET"]),
     Route(PREFIX + "/conversations", start_conversation, methods=["POST"]),
+    Route(PREFIX + "/identity", identity, methods=["POST"]),
     Route(PREFIX + "/conversations/{conversation_id:id}/messages", send_message,
           methods=["POST"]),
     Route(PREFIX + "/conversations/{conversation_id:id}/older", older, methods=["GET"]),

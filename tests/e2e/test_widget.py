@@ -402,3 +402,23 @@ def test_pre_chat_text_is_plain_and_focus_rings_show_on_a_light_brand_colour(
     expect(name).to_have_css("outline-color", "rgb(17, 24, 39)")
     expect(name).to_have_css("box-shadow", re.compile(r"rgb\(255, 255, 255\)"))
     page.screenshot(path="/tmp/also-focus-input.png")
+
+
+def test_identify_during_a_chat_updates_who_the_agents_see(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed,
+) -> None:
+    widget = embed(start_app(app_env))
+    page = new_context().new_page()
+    frame = open_widget(page, widget.host.url)
+    send(frame, "Hello, anonymous for now")
+    page.evaluate("ChatWidget.identify({name: 'Jo Brand', email: 'jo@example.com'})")
+    agent = AgentSession(widget.app.url, seed.email, seed.password)
+    path = f"/conversations/{conversation_of(frame)}"
+
+    def shown() -> bool:
+        text = agent.http.get(path, headers={"Accept": "text/html"}).text
+        return "Jo Brand" in text and "jo@example.com" in text
+
+    wait_for(shown, timeout=10, what="the identity in the agent's view")
+    agent.close()
