@@ -322,6 +322,7 @@ def test_the_reply_box_is_disabled_while_the_conversation_is_closed(
     expect(reply).to_be_enabled()
     expect(agent.get_by_text("Reopen it to reply")).to_be_hidden()
     expect(other_tab.get_by_role("textbox", name="Reply")).to_be_enabled()
+    expect(frame.get_by_role("textbox", name="Message")).to_be_enabled()  # the visitor's, live
     reply.fill("Back again")
     reply.press("Enter")
     expect(frame.locator(".entry.agent", has_text="Back again")).to_be_visible()
