@@ -168,6 +168,13 @@ def identity_hash(secret: str, email: str) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
+# Stands in for window.ChatWidget until the async loader runs, so a page may call it right
+# after the snippet; the loader replays the queued calls (as Intercom's and Crisp's do).
+QUEUE_STUB = ('<script>window.ChatWidget=window.ChatWidget||{q:[]};'
+              '["open","close","toggle","identify"].forEach(function(m){var w=window.ChatWidget;'
+              "w[m]=w[m]||function(){w.q.push([m,arguments])}})</script>")
+
+
 def embed_snippet(base_url: str, public_key: str) -> str:
-    return (f'<script src="{base_url.rstrip("/")}/widget.js" data-site="{public_key}" '
-            "async></script>")
+    return (f'{QUEUE_STUB}<script src="{base_url.rstrip("/")}/widget.js" '
+            f'data-site="{public_key}" async></script>')

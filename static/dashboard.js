@@ -211,6 +211,8 @@
     var note = form.elements.note.checked;
     var bubble = ChatMessages.pending(entries, text, note ? "note" : "agent");
     bubble.dataset.note = note ? "1" : "";
+    // A note is one message, not a mode: the next reply goes to the visitor unless ticked again.
+    form.elements.note.checked = false;
     follower.toEnd();
     box.value = "";
     typist.sent();
@@ -248,7 +250,18 @@
     }).catch(function () { ChatMessages.fail(bubble, null, ""); });
   }
 
+  /* The server renders a closed conversation's reply box disabled; when its status changes
+   * here (this agent's action or another's, live), the box follows the new status element. */
+  function followStatus() {
+    var status = document.getElementById("status-" + openId);
+    var closed = !!status && status.dataset.status === "closed";
+    form.querySelector(".reply-fields").disabled = closed;
+    document.getElementById("reply-closed").hidden = !closed;
+  }
+
   if (form) {
+    new MutationObserver(followStatus).observe(document.querySelector(".conversation-head"),
+                                               { childList: true, subtree: true });
     form.addEventListener("submit", function (event) { event.preventDefault(); send(); });
     box.addEventListener("keydown", function (event) {
       if (cannedKeys(event)) return;

@@ -39,6 +39,7 @@
       state.page = message.page || null;
       state.open = !!message.open;
       applyIdentity(message.identity);
+      tellIdentity(message.identity);
       load(null);
     } else if (message.type === "open") {
       state.open = true;
@@ -49,6 +50,7 @@
       state.open = false;
     } else if (message.type === "identify") {
       applyIdentity(message.identity);
+      tellIdentity(message.identity);
     } else if (message.type === "locked" && lockCalls[message.id]) {
       lockCalls[message.id](message.granted);
     }
@@ -90,6 +92,18 @@
     });
   }
 
+  /* A visitor who already chats gets the identity now, so agents see who they are in the
+   * conversation under way; a new one sends it with their first message instead. */
+  function tellIdentity(identity) {
+    if (!identity || !state.token || !(identity.name || identity.email)) return;
+    var data = new FormData();
+    ["name", "email"].forEach(function (field) {
+      if (identity[field]) data.append(field, String(identity[field]));
+    });
+    if (identity.hash) data.append("identity_hash", String(identity.hash));
+    request("POST", "/identity", data).catch(function () { /* the next page load repeats it */ });
+  }
+
   /* ---- views ---------------------------------------------------------------------- */
 
   function request(method, path, data) {
@@ -101,8 +115,10 @@
   }
 
   function show(html) {
+    var typed = typedContact();
     chat.innerHTML = html;
     ChatMessages.localTimes(chat);
+    restoreContact(typed);
     chat.querySelectorAll(".entry[id]").forEach(function (e) { state.seen.add(e.id); });
     htmx.process(chat);
     var view = chat.querySelector("[data-view]");
@@ -115,6 +131,24 @@
     scrollToEnd();  // a conversation opens at its latest message
     follow(view);
     if (watching()) read();
+  }
+
+  /* What the visitor typed in the pre-chat fields: the page's own welcome is usable before
+   * the fetched view replaces it, and the replacement must not wipe their name and email. */
+  function typedContact() {
+    var typed = {};
+    ["name", "email"].forEach(function (field) {
+      var input = form.elements[field];
+      if (input && input.value) typed[field] = input.value;
+    });
+    return typed;
+  }
+
+  function restoreContact(typed) {
+    Object.keys(typed).forEach(function (field) {
+      var input = form.elements[field];
+      if (input && !input.value) input.value = typed[field];
+    });
   }
 
   /* Tell the agent which page the visitor is on: once per page load and conversation (the

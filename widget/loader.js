@@ -1,5 +1,6 @@
 /* The chat widget loader: paste
  *   <script src="https://CHAT_HOST/widget.js" data-site="PUBLIC_KEY" async></script>
+ * after the snippet's stub (chat/sites.py QUEUE_STUB), which queues calls until this runs.
  * It adds a launcher button and, on demand, an iframe served by the chat app. It keeps the
  * visitor's token in this page's storage and hands it to the iframe by postMessage (exact
  * target origin, checked sender), so no third-party cookie is needed. Its only global is
@@ -10,7 +11,9 @@
 (function () {
   "use strict";
   var script = document.currentScript;
-  if (!script || window.ChatWidget) return;
+  // The snippet's stub (calls queued in q) is replaced; a loader that already ran is kept.
+  var stub = window.ChatWidget;
+  if (!script || (stub && !stub.q)) return;
   var site = script.getAttribute("data-site");
   var app = new URL(script.src).origin;
   var storeKey = "chatwidget:" + site + ":token";
@@ -33,7 +36,9 @@
     ".launcher{position:fixed;right:20px;bottom:20px;z-index:2147483646;width:56px;height:56px;" +
     "border:0;border-radius:50%;background:#2563eb;color:#fff;cursor:pointer;display:grid;" +
     "place-items:center;box-shadow:0 4px 14px rgba(0,0,0,.25);font:16px system-ui,sans-serif}" +
-    ".launcher:focus-visible{outline:3px solid #93c5fd;outline-offset:3px}" +
+    // A dark ring on a white gap shows on any brand colour and any host page.
+    ".launcher:focus-visible{outline:3px solid #111827;outline-offset:2px;" +
+    "box-shadow:0 0 0 2px #fff,0 4px 14px rgba(0,0,0,.25)}" +
     ".launcher svg{width:26px;height:26px}" +
     ".badge{position:absolute;top:-4px;right:-4px;min-width:20px;height:20px;padding:0 5px;" +
     "box-sizing:border-box;border-radius:10px;background:#dc2626;color:#fff;font:600 12px/20px " +
@@ -115,8 +120,7 @@
     switch (message.type) {
       case "ready":
         state.frameReady = true;
-        if (/^#[0-9a-f]{6}$/i.test(message.color)) launcher.style.background = message.color;
-        if (/^#[0-9a-f]{6}$/i.test(message.ink)) launcher.style.color = message.ink;
+        paint(message);
         frame.contentWindow.postMessage({ type: "init", token: state.token, open: state.open,
           page: window.location.href, identity: state.identity || null,
           locks: !!navigator.locks }, app);
@@ -156,12 +160,36 @@
     }).catch(function () { /* given up while waiting */ });
   }
 
+  // The brand colour, from the frame's "ready" or, before any frame exists, from /look.
+  function paint(look) {
+    if (/^#[0-9a-f]{6}$/i.test(look.color)) launcher.style.background = look.color;
+    if (/^#[0-9a-f]{6}$/i.test(look.ink)) launcher.style.color = look.ink;
+  }
+
+  function fetchLook() {
+    if (!window.fetch) return;
+    fetch(app + "/widget/" + encodeURIComponent(site) + "/look", { credentials: "omit" })
+      .then(function (response) { return response.ok ? response.json() : {}; })
+      .then(function (look) { if (!state.frameReady) paint(look || {}); })
+      .catch(function () { /* the default colour stays */ });
+  }
+
   function start() {
     document.body.appendChild(host);
+    // The closed launcher shows the site's colour from the start, not only once the frame is up.
+    fetchLook();
     // A returning visitor's frame loads at once, so replies arrive (badge, sound) while closed.
     if (state.token) createFrame();
+    replay(stub && stub.q);
   }
-  if (document.body) start(); else document.addEventListener("DOMContentLoaded", start);
+
+  // Calls the page made through the snippet's stub before this script ran, in order.
+  function replay(calls) {
+    (calls || []).forEach(function (call) {
+      var method = window.ChatWidget[call[0]];
+      if (typeof method === "function") method.apply(null, call[1]);
+    });
+  }
 
   window.ChatWidget = {
     open: open,
@@ -173,4 +201,5 @@
       post({ type: "identify", identity: state.identity });
     }
   };
+  if (document.body) start(); else document.addEventListener("DOMContentLoaded", start);
 })();

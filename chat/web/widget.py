@@ -92,6 +92,17 @@ async def loader(request: Request) -> Response:
                         headers={"Cache-Control": "public, max-age=600"})
 
 
+async def look(request: Request) -> Response:
+    """The site's colours, for the loader to paint its launcher before any frame exists.
+
+    Public (any page may read a site's colour), so any origin may fetch it; a plain GET needs
+    no preflight. Cached briefly so a colour change shows within a minute."""
+    settings = (await authorize(request)).site.settings
+    return JSONResponse({"color": settings.color, "ink": settings.ink},
+                        headers={"Access-Control-Allow-Origin": "*",
+                                 "Cache-Control": "public, max-age=60"})
+
+
 async def frame(request: Request) -> Response:
     """The iframe page. Only the site's own origins may frame it (CSP frame-ancestors)."""
     access = await authorize(request)
@@ -216,6 +227,25 @@ async def start_conversation(request: Request) -> Response:
     if started.visitor_token is not None:
         body["visitor_token"] = started.visitor_token
     return JSONResponse(body, status_code=201 if started.created else 200)
+
+
+async def identity(request: Request) -> Response:
+    """``ChatWidget.identify`` for a visitor who already exists (a chat under way): the name
+    and email agents see change now, not at the next conversation; the hash verifies as at a
+    start. What is not given is kept."""
+    access = await authorize(request, visitor=True)
+    assert access.visitor_id is not None
+    data = await Fields.of_body(request)
+    contact = Contact.clean(data.optional_text("name"), data.optional_text("email"))
+    contact = _verify(access.site, contact, data.text("identity_hash"))
+    svc = services(request)
+    await svc.limiter.hit(ratelimit.SIGNALS_PER_VISITOR, "visitor", str(access.visitor_id))
+    async with svc.pool.acquire() as conn:
+        await visitors.update_contact(conn, access.visitor_id, name=contact.name,
+                                      email=contact.email,
+                                      verified_email=contact.verified_email,
+                                      proof_secret=contact.proof_secret)
+    return Response(status_code=204)
 
 
 def _user_agent(request: Request) -> str | None:
@@ -383,9 +413,11 @@ PREFIX = "/widget/{site_key}"
 routes = [
     Route("/widget.js", loader, methods=["GET"]),
     Route(PREFIX + "/frame", frame, methods=["GET"]),
+    Route(PREFIX + "/look", look, methods=["GET"]),
     Route(PREFIX + "/conversation", current, methods=["GET"]),
     Route(PREFIX + "/conversations", past, methods=["GET"]),
     Route(PREFIX + "/conversations", start_conversation, methods=["POST"]),
+    Route(PREFIX + "/identity", identity, methods=["POST"]),
     Route(PREFIX + "/conversations/{conversation_id:id}/messages", send_message,
           methods=["POST"]),
     Route(PREFIX + "/conversations/{conversation_id:id}/older", older, methods=["GET"]),

@@ -240,3 +240,89 @@ def test_screenshots_of_the_dashboard(
     alex.screenshot(path=target / "dashboard-conversation.png")
     alex.goto(widget.app.url + "/settings")
     alex.screenshot(path=target / "dashboard-settings.png")
+
+
+def open_as_agent(new_context: NewContext, widget: Widget, seed: Seed) -> tuple[Page, FrameLocator]:
+    """A visitor, Maria Silva, starts a conversation; the seeded agent opens and claims it."""
+    agent = sign_in(new_context(), widget.app, seed.email, seed.password)
+    frame = open_widget(new_context().new_page(), widget.host.url)
+    frame.get_by_label("Your name").fill("Maria Silva")
+    send(frame, "Hello there")
+    row(agent, "Maria Silva").get_by_role("link").click()
+    agent.get_by_role("button", name="Claim").click()
+    expect(agent.locator(".conversation-status")).to_contain_text("Active")
+    return agent, frame
+
+
+def test_the_private_note_box_is_unticked_after_a_note_is_sent(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed,
+) -> None:
+    agent, frame = open_as_agent(new_context, embed(start_app(app_env)), seed)
+    agent.get_by_label("Private note").check()
+    reply = agent.get_by_role("textbox", name="Reply")
+    reply.fill("Check the billing address")
+    reply.press("Enter")
+    expect(agent.locator(".entry.note:not(.pending)", has_text="billing")).to_have_count(1)
+    expect(agent.get_by_label("Private note")).not_to_be_checked()
+    reply.fill("Thanks, sorted")
+    reply.press("Enter")
+    expect(frame.locator(".entry.agent", has_text="Thanks, sorted")).to_be_visible()
+
+
+def test_a_conversation_page_is_titled_after_its_visitor_with_the_unread_prefix(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed,
+) -> None:
+    widget = embed(start_app(app_env))
+    agent, _ = open_as_agent(new_context, widget, seed)
+    expect(agent).to_have_title("Maria Silva — Chat")
+    other = open_widget(new_context().new_page(), widget.host.url)
+    other.get_by_label("Your name").fill("Lee Park")
+    send(other, "A second question")
+    expect(agent).to_have_title("(1) Maria Silva — Chat")  # the unread count still leads
+
+
+def test_the_closed_tab_stays_whole_when_every_count_has_two_digits(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed,
+) -> None:
+    agent = sign_in(new_context(), embed(start_app(app_env)).app, seed.email, seed.password)
+    agent.set_viewport_size({"width": 1280, "height": 800})
+    agent.evaluate("document.querySelectorAll('.tabs .count')"
+                   ".forEach(function (c) { c.textContent = '88'; })")
+    closed = agent.get_by_role("link", name=re.compile("^Closed"))
+    tabs = agent.get_by_role("navigation", name="Inbox filters")
+    edge, bar = closed.bounding_box(), tabs.bounding_box()
+    assert edge is not None and bar is not None
+    assert edge["x"] + edge["width"] <= bar["x"] + bar["width"]
+    assert tabs.evaluate("n => n.scrollWidth <= n.clientWidth")
+    agent.screenshot(path="/tmp/also-tabs.png")
+
+
+def test_the_reply_box_is_disabled_while_the_conversation_is_closed(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed,
+) -> None:
+    agent, frame = open_as_agent(new_context, embed(start_app(app_env)), seed)
+    other_tab = agent.context.new_page()  # the same conversation, where nobody clicks
+    other_tab.goto(agent.url)
+    reply = agent.get_by_role("textbox", name="Reply")
+    agent.get_by_role("button", name="Close conversation").click()
+    expect(reply).to_be_disabled()  # live, on this agent's own close
+    expect(other_tab.get_by_role("textbox", name="Reply")).to_be_disabled()  # and from the stream
+    expect(agent.get_by_text("This conversation is closed. Reopen it to reply.")).to_be_visible()
+    expect(agent.get_by_role("button", name="Send")).to_be_disabled()
+    expect(frame.get_by_role("textbox", name="Message")).to_be_disabled()
+    agent.screenshot(path="/tmp/also-closed-reply.png")
+    agent.reload()
+    expect(reply).to_be_disabled()  # rendered so by the server
+    expect(reply).to_have_accessible_description("This conversation is closed. Reopen it to reply.")
+    agent.get_by_role("button", name="Reopen").click()
+    expect(reply).to_be_enabled()
+    expect(agent.get_by_text("Reopen it to reply")).to_be_hidden()
+    expect(other_tab.get_by_role("textbox", name="Reply")).to_be_enabled()
+    expect(frame.get_by_role("textbox", name="Message")).to_be_enabled()  # the visitor's, live
+    reply.fill("Back again")
+    reply.press("Enter")
+    expect(frame.locator(".entry.agent", has_text="Back again")).to_be_visible()

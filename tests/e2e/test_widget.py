@@ -7,10 +7,11 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from playwright.sync_api import BrowserContext, FrameLocator, Page, expect
+from playwright.sync_api import BrowserContext, FrameLocator, Page, Route, expect
 
 from chat import db
 from chat.queries import sites
+from chat.sites import embed_snippet
 from tests.conftest import Seed
 from tests.e2e.agent import AgentSession, AgentStream
 from tests.e2e.conftest import Widget
@@ -295,4 +296,129 @@ def test_a_user_the_host_site_identifies_reaches_the_agent_verified(
     view = agent.http.get(f"/conversations/{conversation_of(frame)}",
                           headers={"Accept": "text/html"})
     assert "Maria Silva" in view.text and ">Verified</span>" in view.text
+    agent.close()
+
+
+def test_the_closed_launcher_shows_the_sites_colour_before_the_chat_is_opened(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], database: str,
+) -> None:
+    widget = embed(start_app(app_env))
+
+    async def paint_green() -> None:
+        async with db.connect(database) as conn:
+            await conn.execute(
+                "UPDATE sites SET settings = settings || '{\"color\": \"#16a34a\"}'::jsonb "
+                "WHERE public_key = $1", widget.site_key)
+
+    run_async(paint_green())
+    page = new_context().new_page()
+    page.goto(widget.host.url)
+    launcher = page.get_by_role("button", name="Open chat")
+    expect(launcher).to_have_css("background-color", "rgb(22, 163, 74)")
+    assert page.locator("iframe[title=Chat]").count() == 0  # no frame was needed for it
+
+
+def test_identify_right_after_the_snippet_is_queued_until_the_loader_runs(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget],
+) -> None:
+    widget = embed(start_app(app_env))
+    # The snippet as the Sites page prints it, with a call straight after it.
+    (widget.host.directory / "snippet.html").write_text(
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Shop</title></head><body>"
+        + embed_snippet(widget.app.url, widget.site_key)
+        + "<script>ChatWidget.identify({name: 'Ana Lima', email: 'ana@example.com'});"
+        "ChatWidget.open()</script></body></html>")
+    page = new_context().new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(widget.host.url + "snippet.html")
+    frame = page.frame_locator("iframe[title=Chat]")
+    expect(frame.get_by_label("Your name")).to_have_value("Ana Lima")
+    expect(frame.get_by_label("Email")).to_have_value("ana@example.com")
+    expect(page.get_by_role("button", name="Close chat")).to_be_visible()
+    assert errors == []
+
+
+def test_pre_chat_fields_typed_before_the_welcome_loads_are_kept(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget],
+) -> None:
+    widget = embed(start_app(app_env))
+    page = new_context().new_page()
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:  # the frame's fetch of its view waits for the test
+        held.append(route)
+
+    page.route("**/conversation", hold)
+    page.goto(widget.host.url)
+    page.get_by_role("button", name="Open chat").click()
+    frame = page.frame_locator("iframe[title=Chat]")
+    for _ in range(200):  # Playwright's events only arrive while it waits
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the frame never asked for its view"
+    frame.get_by_label("Your name").fill("Sam Early")
+    frame.get_by_label("Email").fill("sam@example.com")
+    held[0].continue_()
+    page.unroute("**/conversation")
+    expect(frame.locator("[data-view=welcome]")).to_have_count(1)
+    page.wait_for_load_state("networkidle")
+    expect(frame.get_by_label("Your name")).to_have_value("Sam Early")
+    expect(frame.get_by_label("Email")).to_have_value("sam@example.com")
+
+
+def test_pre_chat_text_is_plain_and_focus_rings_show_on_a_light_brand_colour(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], database: str,
+) -> None:
+    widget = embed(start_app(app_env))
+
+    async def paint_pale_yellow() -> None:
+        async with db.connect(database) as conn:
+            await conn.execute(
+                "UPDATE sites SET settings = settings || '{\"color\": \"#fde68a\"}'::jsonb "
+                "WHERE public_key = $1", widget.site_key)
+
+    run_async(paint_pale_yellow())
+    page = new_context().new_page()
+    page.goto(widget.host.url)
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")  # past the host's link, onto the launcher
+    launcher = page.get_by_role("button", name="Open chat")
+    expect(launcher).to_be_focused()
+    expect(launcher).to_have_css("outline-color", "rgb(17, 24, 39)")
+    page.screenshot(path="/tmp/also-focus-launcher.png")
+    launcher.press("Enter")
+    frame = page.frame_locator("iframe[title=Chat]")
+    name = frame.get_by_label("Your name")
+    expect(name).to_have_css("font-weight", "400")
+    name.focus()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")  # focused by keyboard, so :focus-visible applies
+    expect(name).to_have_css("outline-color", "rgb(17, 24, 39)")
+    expect(name).to_have_css("box-shadow", re.compile(r"rgb\(255, 255, 255\)"))
+    page.screenshot(path="/tmp/also-focus-input.png")
+
+
+def test_identify_during_a_chat_updates_who_the_agents_see(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed,
+) -> None:
+    widget = embed(start_app(app_env))
+    page = new_context().new_page()
+    frame = open_widget(page, widget.host.url)
+    send(frame, "Hello, anonymous for now")
+    page.evaluate("ChatWidget.identify({name: 'Jo Brand', email: 'jo@example.com'})")
+    agent = AgentSession(widget.app.url, seed.email, seed.password)
+    path = f"/conversations/{conversation_of(frame)}"
+
+    def shown() -> bool:
+        text = agent.http.get(path, headers={"Accept": "text/html"}).text
+        return "Jo Brand" in text and "jo@example.com" in text
+
+    wait_for(shown, timeout=10, what="the identity in the agent's view")
     agent.close()

@@ -54,6 +54,10 @@ TABLE = [
     Row("GET /widget.js", "/widget.js", "200 200 200 200 200 200 200 200"),
     Row("GET /widget/{site_key}/frame", f"/widget/{{key}}/frame?origin={FRAME_ORIGIN}",
         "200 200 200 401 200 200 200 200"),  # public, but a token from elsewhere is refused
+    Row("GET /widget/{site_key}/look", "/widget/{key}/look",
+        "200 200 200 401 200 200 200 200"),  # the colour is public, as is the frame
+    Row("POST /widget/{site_key}/identity", "/widget/{key}/identity",
+        "401 204 204 401 401 401 401 401", {"name": "Jo Brand"}),  # the visitor's own record
     Row("GET /widget/{site_key}/conversation", "/widget/{key}/conversation",
         "200 200 200 401 200 200 200 200"),
     Row("GET /widget/{site_key}/conversations", "/widget/{key}/conversations",

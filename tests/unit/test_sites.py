@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from chat.errors import Invalid
-from chat.sites import Site, SiteSettings, embed_snippet, identity_hash, normalize_origin
+from chat.sites import (
+    QUEUE_STUB,
+    Site,
+    SiteSettings,
+    embed_snippet,
+    identity_hash,
+    normalize_origin,
+)
 
 
 @pytest.mark.parametrize(("value", "origin"), [
@@ -57,8 +64,8 @@ def test_a_site_with_no_origins_may_be_embedded_anywhere_else_only_on_its_own() 
     assert own.frame_ancestors == "https://shop.example http://localhost:8080"
 
 
-def test_the_embed_snippet_is_one_async_script_tag() -> None:
-    assert embed_snippet("https://chat.example.com/", "pk_abc") == (
+def test_the_embed_snippet_is_the_queue_stub_then_one_async_script_tag() -> None:
+    assert embed_snippet("https://chat.example.com/", "pk_abc") == QUEUE_STUB + (
         '<script src="https://chat.example.com/widget.js" data-site="pk_abc" async></script>')
 
 
