@@ -185,7 +185,8 @@
       credentials: "omit"
     });
     joined.token = token;
-    joined.on("read", function (data) {
+    joined.on("read", function (data) {  // read in another tab
+      saw(data.conversation, data.seq || 0);
       if (data.conversation === state.conversation) setUnread(0);
     });
     return joined;
@@ -385,10 +386,9 @@
   function read() {
     setUnread(0);
     if (!state.conversation) return;
-    if (live) live.tell("read", { conversation: state.conversation });
     var seq = ChatMessages.newestSeq(chat.querySelector(".entries"));
-    if (seq <= (state.readSeq[state.conversation] || 0)) return;
-    state.readSeq[state.conversation] = seq;
+    if (live) live.tell("read", { conversation: state.conversation, seq: seq });
+    if (!saw(state.conversation, seq)) return;
     var data = new FormData();
     data.append("seq", seq);
     // The agents' read receipts; a lost one is made good by the next read.
@@ -396,13 +396,23 @@
       .catch(function () {});
   }
 
-  /* A stream's receipts say how far the visitor has read (chat/receipts.py): what a
-   * returning visitor has not yet seen counts as unread while the chat is closed. */
+  /* Whether ``seq`` is further than the visitor had read of ``conversation``. */
+  function saw(conversation, seq) {
+    if (seq <= (state.readSeq[conversation] || 0)) return false;
+    state.readSeq[conversation] = seq;
+    return true;
+  }
+
+  /* A stream's receipts say how far the visitor had read when it (re)connected
+   * (chat/receipts.py), this browser's tabs how far since: what a returning visitor has
+   * not yet seen counts as unread while the chat is closed. */
   document.addEventListener("htmx:after:swap", function () {
     var cursors = state.conversation && document.getElementById("receipts-" + state.conversation);
     if (!cursors || !cursors.dataset.seen || watching()) return;
+    saw(state.conversation, +cursors.dataset.seen);
+    var upTo = state.readSeq[state.conversation];
     var unseen = Array.from(chat.querySelectorAll(".entry.agent[data-seq]")).filter(
-      function (entry) { return +entry.dataset.seq > +cursors.dataset.seen; }).length;
+      function (entry) { return +entry.dataset.seq > upTo; }).length;
     if (unseen > state.unread) setUnread(unseen);
   });
   document.addEventListener("visibilitychange", function () { if (watching()) read(); });

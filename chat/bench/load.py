@@ -79,6 +79,7 @@ class Tally:
     received: set[tuple[int, str]] = field(default_factory=set)  # (stream, client id)
     agent_seen: dict[tuple[int, int], int] = field(default_factory=dict)  # (agent, conv) -> n
     duplicates: int = 0
+    signals: int = 0  # typing signals the server took (see Load.type_along)
     failures: Counter[int] = field(default_factory=Counter)  # by HTTP status, 0: no answer
 
     def scheduled(self, client_id: str, conversation_id: int, due: float) -> None:
@@ -291,6 +292,36 @@ class Load:
             status = 0
         if status != 201:
             self.tally.failed(client_id, status)
+
+    async def type_along(self, every: float, connections: int = 16) -> None:
+        """Every visitor signals typing once every ``every`` seconds, spread evenly, until
+        cancelled (as a page does while keys are pressed); counts what was sent."""
+        pool = [Http(self.host, self.port) for _ in range(connections)]
+        gap = every / max(1, len(self.visitors))
+        try:
+            while True:
+                for first in range(0, len(self.visitors), connections):
+                    started = time.perf_counter()
+                    batch = self.visitors[first:first + connections]
+                    statuses = await asyncio.gather(*(self._typing(http, visitor)
+                                                      for http, visitor in zip(pool, batch,
+                                                                               strict=False)))
+                    self.tally.signals += sum(status == 204 for status in statuses)
+                    if (rest := gap * len(batch) - (time.perf_counter() - started)) > 0:
+                        await asyncio.sleep(rest)
+        finally:
+            for http in pool:
+                http.close()
+
+    async def _typing(self, http: Http, visitor: Visitor) -> int:
+        try:
+            status, _ = await http.post_json(
+                f"/widget/{self.site_key}/conversations/{visitor.conversation_id}/typing",
+                {"typing": "1"}, {"X-Visitor-Token": visitor.token})
+        except (OSError, asyncio.IncompleteReadError):
+            http.close()
+            return 0
+        return status
 
     def visitor_deliveries_owed(self) -> int:
         streams_of: dict[int, int] = {}

@@ -28,6 +28,7 @@ SHAPES = {
     "idle": Shape(conversations=1000, streams=10_000),
     "storm": Shape(conversations=2500, streams=5000, rate=200),
     "scale-out": Shape(conversations=1000, streams=2000, rate=300),
+    "typing": Shape(conversations=1000, streams=1000, agents=20, rate=200),
 }
 NAMES = list(SCENARIOS)
 
@@ -70,6 +71,8 @@ def scenario(name: str, shape: Shape, database_url: str, quick: bool) -> dict[st
                 return asyncio.run(scenarios.idle(target, shape, url, 5 if quick else 30))
             case "storm":
                 return asyncio.run(scenarios.storm(target, shape))
+            case "typing":
+                return asyncio.run(scenarios.typing(target, shape))
         raise ValueError(name)
 
     if name == "scale-out":
@@ -80,6 +83,9 @@ def scenario(name: str, shape: Shape, database_url: str, quick: bool) -> dict[st
             with scenarios.product_target(database_url, 0, workers=2,
                                           env={"REDIS_URL": redis}) as target:
                 return {"product": runner(target, database_url)}
+    if name == "typing":  # the floor has no typing to compare with
+        with scenarios.product_target(database_url, shape.agents) as target:
+            return {"product": runner(target, database_url)}
     with scenarios.product_target(database_url, shape.agents) as target:
         product = runner(target, database_url)
     with scenarios.floor_target(shape.agents) as target:
@@ -152,6 +158,15 @@ def markdown(results: dict[str, Any]) -> str:
         one = results.get("ramp", {}).get("product", {}).get("highest_rate_held")
         notes.append(f"scale-out: two processes with Redis held {two:g} msg/s at p99 ≤ 100 ms "
                      f"(one process: {one} msg/s).")
+    if "typing" in results:
+        run = results["typing"]["product"]
+        quiet, typed = run["without_typing"], run["with_typing"]
+        notes.append(
+            f"typing: {run['conversations']} conversations, {run['agents']} agents, "
+            f"{typed['rate']:g} msg/s; visitor p50 / p99 {_latency(quiet)} ms without "
+            f"typing, {_latency(typed)} ms with {typed['typing_signals_per_s']:g} typing "
+            f"signals/s; agent {_latency(quiet, 'agent')} vs {_latency(typed, 'agent')} ms; "
+            f"server CPU {_cpu(quiet)} vs {_cpu(typed)}.")
     if "idle" in results:
         product, floor = results["idle"]["product"], results["idle"]["floor"]
         notes.append(

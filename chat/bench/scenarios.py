@@ -26,6 +26,7 @@ from chat.bench import server as servers
 from chat.bench.load import Latencies, Load
 from chat.bench.server import Server, ServerUsage, free_port
 from chat.queries import sites as site_queries
+from chat.signals import TYPING_REFRESH
 
 Result = dict[str, Any]
 PASSWORD = "bench-password-0123"
@@ -166,6 +167,28 @@ async def storm(target: Target, shape: Shape) -> Result:
         result["reconnected_in_s"] = round(await back[0], 2) if back else None
         result["streams"] = shape.streams
         return result
+    finally:
+        await load.close()
+
+
+async def typing(target: Target, shape: Shape) -> Result:
+    """The same messages twice: alone, then with every visitor typing all along (a signal
+    every TYPING_REFRESH seconds each, as a page sends while keys are pressed)."""
+    load = await _loaded(target, shape)
+    try:
+        quiet = await _step(load, target, shape.rate, shape.duration)
+        typist = asyncio.create_task(load.type_along(TYPING_REFRESH))
+        try:
+            typed = await _step(load, target, shape.rate, shape.duration)
+            typed["typing_signals_per_s"] = round(load.tally.signals / shape.duration, 1)
+        finally:
+            typist.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await typist
+        for step in (quiet, typed):
+            step.pop("samples", None)  # the two runs are compared by their figures
+        return {"without_typing": quiet, "with_typing": typed,
+                "conversations": shape.conversations, "agents": shape.agents}
     finally:
         await load.close()
 
