@@ -62,6 +62,11 @@ def decode_signal(payload: bytes) -> Signal:
     return Signal.decode(payload)
 
 
+@functools.lru_cache(maxsize=256)
+def decode_receipts(payload: bytes) -> Receipts:
+    return Receipts.decode(payload)
+
+
 class View(Protocol):
     """What one kind of stream shows; the dashboard and the widget each define one."""
 
@@ -197,7 +202,7 @@ class Stream:
             elif is_team(item.payload):
                 batch += self.view.team_frames(Team.decode(item.payload))
             elif receipts.is_receipts(item.payload):
-                batch += self._receipts(Receipts.decode(item.payload))
+                batch += self._receipts(decode_receipts(item.payload))
             else:
                 batch += await self._apply(decode(item.payload))
         return batch, "live"
@@ -246,7 +251,7 @@ class Stream:
         if delivery.payload == events.RELOAD or is_team(delivery.payload):
             return None
         if receipts.is_receipts(delivery.payload):
-            heard = Receipts.decode(delivery.payload)
+            heard = decode_receipts(delivery.payload)
             if heard.conversation_id in self.view.watched:
                 return None
             return ("receipts", heard.conversation_id), sum(heard.cursors)  # shown nowhere
