@@ -116,7 +116,6 @@ window.ChatMessages = (function () {
         });
     });
   }
-  document.addEventListener("htmx:after:swap", marks);
 
   /* Tell screen readers (the page's #announcer live region) what just arrived. */
   function announce(text) {
@@ -163,8 +162,9 @@ window.ChatMessages = (function () {
         el.title = fullFormat.format(moment);
       });
   }
-  // Whatever htmx swaps in (stream entries, the visitor panel, responses) carries server times.
-  document.addEventListener("htmx:after:swap", function () { localTimes(document); });
+  // Whatever htmx swaps in (stream entries, the visitor panel, responses) carries server
+  // times, and may move receipts or bring messages to mark: one pass over the page for both.
+  document.addEventListener("htmx:after:swap", function () { localTimes(document); marks(); });
   document.addEventListener("DOMContentLoaded", function () { localTimes(document); });
 
   /* ---- staying at the latest message ------------------------------------------------ */
@@ -253,6 +253,5 @@ window.ChatMessages = (function () {
 
   return { pending: pending, sending: sending, settle: settle, fail: fail, arrived: arrived,
            typing: typing, announce: announce, prependOlder: prependOlder, chime: chime,
-           canChime: canChime, localTimes: localTimes, follow: follow, newestSeq: newestSeq,
-           marks: marks };
+           canChime: canChime, localTimes: localTimes, follow: follow, newestSeq: newestSeq };
 })();

@@ -33,6 +33,15 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
+def screenshot_dir() -> Path:
+    """Where a screenshot test writes: test-artifacts/ to look at, or docs/screenshots/ with
+    UPDATE_SCREENSHOTS=1 (the README's pictures)."""
+    target = ROOT / ("docs/screenshots" if os.environ.get("UPDATE_SCREENSHOTS")
+                     else "test-artifacts")
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
 AXE_VERSION = "4.14.1"  # axe-core, the accessibility checker the tests run in pages
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 
@@ -10,10 +9,10 @@ from playwright.sync_api import BrowserContext, Locator, Page, expect
 
 from chat.signals import TYPING_IDLE
 from tests.conftest import Seed
-from tests.e2e.conftest import Widget
+from tests.e2e.conftest import Widget, screenshot_dir
 from tests.e2e.test_dashboard import add_agent, row, sign_in
-from tests.e2e.test_widget import SCREENSHOTS, conversation_of, open_widget, send
-from tests.support import ROOT, AppProcess
+from tests.e2e.test_widget import conversation_of, open_widget, send
+from tests.support import AppProcess
 
 StartApp = Callable[..., AppProcess]
 NewContext = Callable[..., BrowserContext]
@@ -247,8 +246,7 @@ def test_screenshots_of_typing_presence_and_receipts(
 ) -> None:
     """Look at them in test-artifacts/; UPDATE_SCREENSHOTS=1 refreshes docs/screenshots."""
     widget = embed(start_app(app_env))
-    target = SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") else ROOT / "test-artifacts"
-    target.mkdir(parents=True, exist_ok=True)
+    target = screenshot_dir()
     alex = sign_in(new_context(viewport={"width": 1400, "height": 820}), widget.app,
                    seed.email, seed.password)
     visitor = new_context(viewport={"width": 900, "height": 760}).new_page()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 
@@ -12,9 +11,9 @@ from chat import db
 from chat.actions.agents import create_agent
 from chat.queries import canned
 from tests.conftest import Seed
-from tests.e2e.conftest import Widget
-from tests.e2e.test_widget import SCREENSHOTS, open_widget, send
-from tests.support import ROOT, AppProcess, run_async
+from tests.e2e.conftest import Widget, screenshot_dir
+from tests.e2e.test_widget import open_widget, send
+from tests.support import AppProcess, run_async
 
 StartApp = Callable[..., AppProcess]
 NewContext = Callable[..., BrowserContext]
@@ -203,8 +202,7 @@ def test_screenshots_of_the_dashboard(
 ) -> None:
     """Look at them in test-artifacts/; UPDATE_SCREENSHOTS=1 refreshes docs/screenshots."""
     widget = embed(start_app(app_env))
-    target = SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") else ROOT / "test-artifacts"
-    target.mkdir(parents=True, exist_ok=True)
+    target = screenshot_dir()
     context = new_context(viewport={"width": 1400, "height": 820})
     page = context.new_page()
     page.goto(widget.app.url + "/login")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -14,13 +13,12 @@ from chat.queries import sites
 from chat.sites import embed_snippet
 from tests.conftest import Seed
 from tests.e2e.agent import AgentSession, AgentStream
-from tests.e2e.conftest import Widget
+from tests.e2e.conftest import Widget, screenshot_dir
 from tests.integration.test_identity import signature
-from tests.support import ROOT, AppProcess, run_async, wait_for
+from tests.support import AppProcess, run_async, wait_for
 
 StartApp = Callable[..., AppProcess]
 NewContext = Callable[..., BrowserContext]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
 def open_widget(page: Page, url: str) -> FrameLocator:
@@ -222,8 +220,7 @@ def test_screenshots_of_the_widget(
     """Taken on every run (look at them in test-artifacts/); UPDATE_SCREENSHOTS=1 also
     refreshes the README's copies in docs/screenshots."""
     widget = embed(start_app(app_env))
-    target = SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") else ROOT / "test-artifacts"
-    target.mkdir(parents=True, exist_ok=True)
+    target = screenshot_dir()
     page = new_context().new_page()
     page.goto(widget.host.url)
     expect(page.get_by_role("button", name="Open chat")).to_be_visible()
