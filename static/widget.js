@@ -133,22 +133,27 @@
     if (watching()) read();
   }
 
-  /* What the visitor typed in the pre-chat fields: the page's own welcome is usable before
-   * the fetched view replaces it, and the replacement must not wipe their name and email. */
+  /* What the visitor typed in the pre-chat fields, and which one has focus: the page's own
+   * welcome is usable before the fetched view replaces it, and the replacement must neither
+   * wipe their name and email nor drop the caret out of the field they are in. */
   function typedContact() {
-    var typed = {};
+    var typed = { values: {}, focused: null };
     ["name", "email"].forEach(function (field) {
       var input = form.elements[field];
-      if (input && input.value) typed[field] = input.value;
+      if (!input) return;
+      if (input.value) typed.values[field] = input.value;
+      if (document.activeElement === input) typed.focused = field;
     });
     return typed;
   }
 
   function restoreContact(typed) {
-    Object.keys(typed).forEach(function (field) {
+    Object.keys(typed.values).forEach(function (field) {
       var input = form.elements[field];
-      if (input && !input.value) input.value = typed[field];
+      if (input && !input.value) input.value = typed.values[field];
     });
+    var focused = typed.focused && form.elements[typed.focused];
+    if (focused) focused.focus();
   }
 
   /* Tell the agent which page the visitor is on: once per page load and conversation (the

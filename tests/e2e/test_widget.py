@@ -366,6 +366,7 @@ def test_pre_chat_fields_typed_before_the_welcome_loads_are_kept(
     page.wait_for_load_state("networkidle")
     expect(frame.get_by_label("Your name")).to_have_value("Sam Early")
     expect(frame.get_by_label("Email")).to_have_value("sam@example.com")
+    expect(frame.get_by_label("Email")).to_be_focused()  # the caret stays where they type
 
 
 def test_pre_chat_text_is_plain_and_focus_rings_show_on_a_light_brand_colour(
@@ -393,6 +394,7 @@ def test_pre_chat_text_is_plain_and_focus_rings_show_on_a_light_brand_colour(
     frame = page.frame_locator("iframe[title=Chat]")
     name = frame.get_by_label("Your name")
     expect(name).to_have_css("font-weight", "400")
+    page.wait_for_load_state("networkidle")  # the fetched view has replaced the page's own
     name.focus()
     page.keyboard.press("Shift+Tab")
     page.keyboard.press("Tab")  # focused by keyboard, so :focus-visible applies
