@@ -73,7 +73,7 @@ def status(state: ConversationState, audience: Audience) -> bytes:
 
     Keyed by what it shows, not by version: most changes are messages, which leave the
     status as it was, and then every stream finds the very frame it showed last."""
-    key = ("status", audience, state.id, state.status, state.assignee_name)
+    key = ("status", audience, state.id, state.status, state.assignee_id, state.assignee_name)
     return cache.get(key, lambda: frame(render("sse/status.html", conversation=state,
                                                audience=audience)))
 

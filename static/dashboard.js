@@ -250,16 +250,26 @@
     }).catch(function () { ChatMessages.fail(bubble, null, ""); });
   }
 
-  /* The server renders a closed conversation's reply box disabled; when its status changes
-   * here (this agent's action or another's, live), the box follows the new status element. */
+  /* The server renders a closed conversation's reply box disabled and the Assign list on its
+   * owner; when the status changes here (this agent's action or another's, live), both follow
+   * the new status element. */
   function followStatus() {
     var status = document.getElementById("status-" + openId);
-    var closed = !!status && status.dataset.status === "closed";
+    if (!status) return;
+    var closed = status.dataset.status === "closed";
     form.querySelector(".reply-fields").disabled = closed;
     document.getElementById("reply-closed").hidden = !closed;
+    // Only an owner change moves the list, so a choice being made survives other updates.
+    var assignee = document.querySelector(".assign select");
+    if (assignee && status.dataset.assignee !== shownAssignee) {
+      shownAssignee = status.dataset.assignee;
+      assignee.value = shownAssignee;
+    }
   }
+  var shownAssignee;  // as the server rendered it, set below
 
   if (form) {
+    shownAssignee = document.getElementById("status-" + openId).dataset.assignee;
     new MutationObserver(followStatus).observe(document.querySelector(".conversation-head"),
                                                { childList: true, subtree: true });
     form.addEventListener("submit", function (event) { event.preventDefault(); send(); });

@@ -324,3 +324,25 @@ def test_the_reply_box_is_disabled_while_the_conversation_is_closed(
     reply.fill("Back again")
     reply.press("Enter")
     expect(frame.locator(".entry.agent", has_text="Back again")).to_be_visible()
+
+
+def test_the_assign_list_follows_a_claim_made_by_another_agent(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed, database: str,
+) -> None:
+    widget = embed(start_app(app_env))
+    add_agent(database, "Sam", "sam@example.com")
+    send(open_widget(new_context().new_page(), widget.host.url), "Anyone there?")
+    alex = sign_in(new_context(), widget.app, seed.email, seed.password)
+    sam = sign_in(new_context(), widget.app, "sam@example.com", "agent password")
+    for page in (alex, sam):
+        row(page, "Anyone there?").get_by_role("link").click()
+    assign = alex.get_by_label("Assign to")
+    expect(assign.locator("option:checked")).to_have_text("Unassigned")
+    sam.get_by_role("button", name="Claim").click()
+    expect(alex.locator(".conversation-status .state")).to_have_text("Active · Sam")
+    expect(assign.locator("option:checked")).to_have_text("Sam")  # live, not the stale choice
+    alex.get_by_role("button", name="Assign").click()  # keeping it on Sam changes nothing
+    expect(alex.locator(".conversation-status .state")).to_have_text("Active · Sam")
+    alex.reload()
+    expect(assign.locator("option:checked")).to_have_text("Sam")
