@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
 import json
 import random
 import re
@@ -79,7 +81,9 @@ class Tally:
     received: set[tuple[int, str]] = field(default_factory=set)  # (stream, client id)
     agent_seen: dict[tuple[int, int], int] = field(default_factory=dict)  # (agent, conv) -> n
     duplicates: int = 0
-    signals: int = 0  # typing signals the server took (see Load.type_along)
+    signals: int = 0  # visitors' typing signals the server took (see Load.type_along)
+    agent_signals: int = 0  # and agents'
+
     failures: Counter[int] = field(default_factory=Counter)  # by HTTP status, 0: no answer
 
     def scheduled(self, client_id: str, conversation_id: int, due: float) -> None:
@@ -137,6 +141,7 @@ class Load:
         self.streams: dict[int, asyncio.Task[None]] = {}
         self.stream_cursor: dict[int, int] = {}  # visitor stream -> last seq received
         self.agent_cookies: list[str] = []
+        self.agent_csrf: list[str] = []  # each session's token, for the agents' own POSTs
         self.agent_streams: list[asyncio.Task[None]] = []
         self.hellos = 0
         self.hello = asyncio.Event()
@@ -164,7 +169,7 @@ class Load:
         # A few at a time: the server sheds sign-ins beyond the password hashes it runs at once.
         at_once = asyncio.Semaphore(4)
 
-        async def login(email: str, password: str) -> str:
+        async def login(email: str, password: str) -> tuple[str, str]:
             http = Http(self.host, self.port)
             body = f"email={email}&password={password}".encode()
             async with at_once:
@@ -173,9 +178,11 @@ class Load:
             http.close()
             if status != 200 or http.cookie is None:
                 raise RuntimeError(f"signing in answered {status}: {raw[:200]!r}")
-            return http.cookie
+            return http.cookie, json.loads(raw)["csrf_token"]
 
-        self.agent_cookies = list(await asyncio.gather(*(login(e, p) for e, p in logins)))
+        sessions = await asyncio.gather(*(login(e, p) for e, p in logins))
+        self.agent_cookies = [cookie for cookie, _ in sessions]
+        self.agent_csrf = [csrf for _, csrf in sessions]
 
     def _saw_hello(self) -> None:
         self.hellos += 1
@@ -294,34 +301,42 @@ class Load:
             self.tally.failed(client_id, status)
 
     async def type_along(self, every: float, connections: int = 16) -> None:
-        """Every visitor signals typing once every ``every`` seconds, spread evenly, until
-        cancelled (as a page does while keys are pressed); counts what was sent."""
+        """Until cancelled, every visitor signals typing once every ``every`` seconds (as a
+        page does while keys are pressed), and so does every agent, in one conversation at a
+        time: each round moves each agent on to the next of its share, as one answering many
+        customers in turn. The signals of a round are spread evenly over it."""
         pool = [Http(self.host, self.port) for _ in range(connections)]
-        gap = every / max(1, len(self.visitors))
         try:
-            while True:
-                for first in range(0, len(self.visitors), connections):
+            for turn in itertools.count():
+                jobs = [*(functools.partial(self._typing, visitor) for visitor in self.visitors),
+                        *(functools.partial(self._agent_typing, agent, turn)
+                          for agent in range(len(self.agent_cookies)))]
+                gap = every / max(1, len(jobs))
+                for first in range(0, len(jobs), connections):
                     started = time.perf_counter()
-                    batch = self.visitors[first:first + connections]
-                    statuses = await asyncio.gather(*(self._typing(http, visitor)
-                                                      for http, visitor in zip(pool, batch,
-                                                                               strict=False)))
-                    self.tally.signals += sum(status == 204 for status in statuses)
+                    batch = jobs[first:first + connections]
+                    await asyncio.gather(*(job(http) for http, job in zip(pool, batch,
+                                                                          strict=False)))
                     if (rest := gap * len(batch) - (time.perf_counter() - started)) > 0:
                         await asyncio.sleep(rest)
         finally:
             for http in pool:
                 http.close()
 
-    async def _typing(self, http: Http, visitor: Visitor) -> int:
-        try:
-            status, _ = await http.post_json(
-                f"/widget/{self.site_key}/conversations/{visitor.conversation_id}/typing",
-                {"typing": "1"}, {"X-Visitor-Token": visitor.token})
-        except (OSError, asyncio.IncompleteReadError):
-            http.close()
-            return 0
-        return status
+    async def _typing(self, visitor: Visitor, http: Http) -> None:
+        path = f"/widget/{self.site_key}/conversations/{visitor.conversation_id}/typing"
+        if await _signal(http, path, {"typing": "1"}, {"X-Visitor-Token": visitor.token}):
+            self.tally.signals += 1
+
+    async def _agent_typing(self, agent: int, turn: int, http: Http) -> None:
+        share = self.visitors[agent::len(self.agent_cookies)]  # round-robin, like assignment
+        if not share:
+            return
+        conversation = share[turn % len(share)].conversation_id
+        headers = {"Cookie": self.agent_cookies[agent], "X-CSRF-Token": self.agent_csrf[agent]}
+        if await _signal(http, f"/conversations/{conversation}/signal", {"kind": "typing"},
+                         headers):
+            self.tally.agent_signals += 1
 
     def visitor_deliveries_owed(self) -> int:
         streams_of: dict[int, int] = {}
@@ -349,3 +364,13 @@ class Load:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _signal(http: Http, path: str, data: dict[str, str], headers: dict[str, str]) -> bool:
+    """POST one typing signal; whether the server took it (a dropped connection is not)."""
+    try:
+        status, _ = await http.post_json(path, data, headers)
+    except (OSError, asyncio.IncompleteReadError):
+        http.close()
+        return False
+    return status == 204

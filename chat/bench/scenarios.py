@@ -172,8 +172,9 @@ async def storm(target: Target, shape: Shape) -> Result:
 
 
 async def typing(target: Target, shape: Shape) -> Result:
-    """The same messages twice: alone, then with every visitor typing all along (a signal
-    every TYPING_REFRESH seconds each, as a page sends while keys are pressed)."""
+    """The same messages twice: alone, then with both sides typing all along: every visitor,
+    and every agent in one of its conversations at a time (a signal every TYPING_REFRESH
+    seconds each, as a page sends while keys are pressed)."""
     load = await _loaded(target, shape)
     try:
         quiet = await _step(load, target, shape.rate, shape.duration)
@@ -181,6 +182,8 @@ async def typing(target: Target, shape: Shape) -> Result:
         try:
             typed = await _step(load, target, shape.rate, shape.duration)
             typed["typing_signals_per_s"] = round(load.tally.signals / shape.duration, 1)
+            typed["agent_typing_signals_per_s"] = round(
+                load.tally.agent_signals / shape.duration, 1)
         finally:
             typist.cancel()
             with contextlib.suppress(asyncio.CancelledError):
