@@ -18,6 +18,7 @@ too, as "stopped" when it is a private note.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import json
 import logging
 import time
@@ -149,6 +150,11 @@ class Awareness:
     def __init__(self) -> None:
         self._present: dict[int, dict[str, Present]] = {}
         self._left: dict[int, float] = {}  # when each visitor closed their widget, if heard
+        # (expires, conversation, participant) for every Present taken in, refreshed ones
+        # too: a stream asks for the soonest expiry each time it waits, and a dashboard
+        # hears everyone typing on its site, so walking them all each time is what it cost.
+        # An entry whose Present was refreshed or dropped since is skipped when it surfaces.
+        self._expiries: list[tuple[float, int, str]] = []
 
     def left_at(self, conversation_id: int) -> float | None:
         """When the visitor was last seen on a page, if this stream saw them leave."""
@@ -188,6 +194,8 @@ class Awareness:
             people.pop(signal.participant, None)
         else:
             people[signal.participant] = present
+            heapq.heappush(self._expiries,
+                           (present.expires, signal.conversation_id, signal.participant))
         if not people:
             del self._present[signal.conversation_id]
         return (_shown(before) != _shown(present)
@@ -211,22 +219,26 @@ class Awareness:
 
     def expire(self, now: float) -> list[int]:
         """Forget what expired; the conversations whose display changed."""
-        changed = []
-        for conversation_id, people in list(self._present.items()):
-            gone = [key for key, present in people.items() if present.expires <= now]
-            for key in gone:
-                if key == "page":  # last seen when last refreshed
-                    self._left[conversation_id] = people[key].at
-                del people[key]
-            if gone:
-                changed.append(conversation_id)
+        changed: dict[int, None] = {}  # in order, once each
+        while (soonest := self.next_expiry()) is not None and soonest <= now:
+            _, conversation_id, key = heapq.heappop(self._expiries)
+            people = self._present[conversation_id]
+            if key == "page":  # last seen when last refreshed
+                self._left[conversation_id] = people[key].at
+            del people[key]
             if not people:
                 del self._present[conversation_id]
-        return changed
+            changed[conversation_id] = None
+        return list(changed)
 
     def next_expiry(self) -> float | None:
-        return min((present.expires for people in self._present.values()
-                    for present in people.values()), default=None)
+        while self._expiries:
+            expires, conversation_id, key = self._expiries[0]
+            present = self._present.get(conversation_id, {}).get(key)
+            if present is not None and present.expires == expires:
+                return expires
+            heapq.heappop(self._expiries)  # refreshed or gone since
+        return None
 
 
 def _shown(present: Present | None) -> tuple[str, bool, str] | None:

@@ -165,7 +165,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"typing: {run['conversations']} conversations, {run['agents']} agents, "
             f"{typed['rate']:g} msg/s; visitor p50 / p99 {_latency(quiet)} ms without "
             f"typing, {_latency(typed)} ms with {typed['typing_signals_per_s']:g} visitor and "
-            f"{typed.get('agent_typing_signals_per_s', 0):g} agent typing signals/s; agent {_latency(quiet, 'agent')} vs {_latency(typed, 'agent')} ms; "
+            f"{typed.get('agent_typing_signals_per_s', 0):g} agent typing signals/s; "
+            f"agent {_latency(quiet, 'agent')} vs {_latency(typed, 'agent')} ms; "
             f"server CPU {_cpu(quiet)} vs {_cpu(typed)}.")
     if "idle" in results:
         product, floor = results["idle"]["product"], results["idle"]["floor"]
