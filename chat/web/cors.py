@@ -6,13 +6,12 @@ call the endpoints from their pages. Pure ASGI, so streams pass through untouche
 
 from __future__ import annotations
 
-import time
-
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chat.errors import Invalid
+from chat.expiring import Expiring
 from chat.queries import sites as site_queries
 from chat.services import Services
 from chat.sites import Site, normalize_origin
@@ -26,7 +25,7 @@ CACHE_SECONDS = 30.0
 class WidgetCors:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._sites: dict[str, tuple[float, Site | None]] = {}
+        self._sites: Expiring[str, Site | None] = Expiring(CACHE_SECONDS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # On the hot path of every widget message: look for Origin without building Headers.
@@ -80,18 +79,13 @@ class WidgetCors:
 
     async def _site(self, scope: Scope, public_key: str) -> Site | None:
         """The site of a key, cached briefly: CORS asks on every cross-origin request."""
-        now = time.monotonic()
-        cached = self._sites.get(public_key)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        svc: Services = scope["app"].state.services
-        async with svc.pool.acquire() as conn:
-            row = await site_queries.by_public_key(conn, public_key)
-        site = Site.from_row(row) if row else None
-        if len(self._sites) > 10_000:
-            self._sites.clear()
-        self._sites[public_key] = (now + CACHE_SECONDS, site)
-        return site
+        async def load() -> Site | None:
+            svc: Services = scope["app"].state.services
+            async with svc.pool.acquire() as conn:
+                row = await site_queries.by_public_key(conn, public_key)
+            return Site.from_row(row) if row else None
+
+        return await self._sites.get(public_key, load)
 
 
 async def _refused(scope: Scope, receive: Receive, send: Send) -> None:

@@ -24,6 +24,7 @@ from chat.actions.conversations import Contact, Sent
 from chat.db import Connection
 from chat.errors import Forbidden, Invalid, NotFound, Unauthorized
 from chat.events import Cursor, conversation_topic
+from chat.expiring import Expiring
 from chat.frames import Audience
 from chat.models import ConversationState
 from chat.queries import conversations, messages, visitors
@@ -297,9 +298,19 @@ async def send_message(request: Request) -> Response:
     return sent_response(request, sent)
 
 
+# Typing refreshes every couple of seconds per visitor, and checking the visitor's access
+# each time was the signal's main cost: a check reused for as long as a typing indicator
+# lasts unrefreshed (signals.TYPING_TTL) means a disabled site or a revoked token shows no
+# more than one indicator past its time. Everything but typing checks at every request.
+TYPING_ACCESS: Expiring[tuple[str, str | None, int], Access] = Expiring(signals.TYPING_TTL)
+
+
 async def typing(request: Request) -> Response:
     """The visitor is typing (``typing=1``, again every couple of seconds) or stopped."""
-    access = await authorize(request, conversation=True)
+    params = request.path_params
+    access = await TYPING_ACCESS.get(
+        (params["site_key"], request.headers.get(TOKEN_HEADER), params["conversation_id"]),
+        lambda: authorize(request, conversation=True))
     assert access.conversation_id is not None and access.visitor_id is not None
     data = await Fields.of_body(request)
     svc = services(request)
