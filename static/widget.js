@@ -18,6 +18,7 @@
   var pill = document.getElementById("new-messages");
   var muteButton = document.getElementById("mute");
   var pastLink = document.getElementById("past-link");
+  var connection = document.getElementById("connection");
   var state = {
     token: null, open: false, page: null, unread: 0, conversation: null, status: null,
     muted: readMuted(), identity: null, seen: new Set(), readSeq: {}
@@ -128,6 +129,7 @@
     applyIdentity(null);
     reportPage();
     pastLink.hidden = !state.token;
+    showConnection();
     scrollToEnd();  // a conversation opens at its latest message
     follow(view);
     if (watching()) read();
@@ -299,6 +301,7 @@
     return "That email address doesn't look right.";
   }
 
+  /* Send ``bubble`` (again); resolves once the server answered or the request failed. */
   function deliver(bubble) {
     var data = new FormData();
     data.append("body", bubble.dataset.text);
@@ -320,7 +323,7 @@
     }
     var path = starting ? "/conversations" : "/conversations/" + state.conversation + "/messages";
     ChatMessages.sending(bubble);
-    request("POST", path, data).then(function (response) {
+    return request("POST", path, data).then(function (response) {
       return response.text().then(function (html) {
         if (!response.ok) {
           ChatMessages.fail(bubble, response, html);
@@ -333,6 +336,28 @@
       });
     }).catch(function () { ChatMessages.fail(bubble, null, ""); });
   }
+
+  /* The connection is back (the stream reconnected, or the browser is online again): what
+   * could not be sent goes again by itself, with the client id it had, so that nothing is
+   * stored twice; one at a time, oldest first, so that it is stored in the order it was
+   * written. Retry stays, for those who would rather not wait. */
+  var resending = Promise.resolve();
+  function resendFailed() {
+    resending = resending.then(function () {
+      return ChatMessages.failed(chat).reduce(function (previous, bubble) {
+        return previous.then(function () { return resend(bubble); });
+      }, Promise.resolve());
+    });
+  }
+
+  function resend(bubble) {
+    return ChatMessages.retryable(bubble).then(function () {
+      // Sent meanwhile (Retry), or gone with the view (the conversation was closed).
+      if (bubble.isConnected && bubble.classList.contains("failed")) return deliver(bubble);
+      return null;
+    });
+  }
+  window.addEventListener("online", resendFailed);
 
   function showError(text) {
     errorLine.textContent = text;
@@ -453,6 +478,25 @@
       ChatMessages.chime();
     }, ChatMessages.canChime() ? 100 : 300);
   }
+
+  /* ---- the connection --------------------------------------------------------------- */
+
+  // Told by the tab that holds the stream, whichever it is (static/live.js), so every tab
+  // shows it; only a conversation's view has a stream that can be down.
+  var reconnecting = false;
+  function showConnection() {
+    var text = reconnecting && state.conversation ? "Reconnecting…" : "";
+    if (connection.textContent !== text) connection.textContent = text;
+  }
+  document.addEventListener("live:reconnecting", function () {
+    reconnecting = true;
+    showConnection();
+  });
+  document.addEventListener("live:connected", function () {
+    reconnecting = false;
+    showConnection();
+    resendFailed();
+  });
 
   // The stream cannot serve this conversation (or anything): show it anew from the server.
   document.body.addEventListener("reload", function (event) {
