@@ -19,6 +19,8 @@
   var muteButton = document.getElementById("mute");
   var pastLink = document.getElementById("past-link");
   var connection = document.getElementById("connection");
+  var endButton = document.getElementById("end-chat");
+  var endConfirm = document.getElementById("end-confirm");
   var state = {
     token: null, open: false, page: null, unread: 0, conversation: null, status: null,
     muted: readMuted(), identity: null, seen: new Set(), readSeq: {}
@@ -49,6 +51,7 @@
       scrollToEnd();  // laid out only now if the frame loaded while closed
     } else if (message.type === "close") {
       state.open = false;
+      askToEnd(false);
     } else if (message.type === "identify") {
       applyIdentity(message.identity);
       tellIdentity(message.identity);
@@ -219,6 +222,9 @@
     box.disabled = closed;
     form.querySelector(".send").disabled = closed;
     box.placeholder = closed ? "This conversation is closed" : "Write a message…";
+    // Only an open conversation can be ended (closed by an agent meanwhile: nothing to ask).
+    endButton.hidden = closed || !state.conversation;
+    if (endButton.hidden) askToEnd(false);
   }
 
   document.addEventListener("click", function (event) {
@@ -237,7 +243,9 @@
     toHost({ type: "close" });
   });
   document.addEventListener("keydown", function (event) {
-    if (event.key === "Escape") toHost({ type: "close" });
+    if (event.key !== "Escape") return;
+    if (!endConfirm.hidden) { askToEnd(false); endButton.focus(); return; }  // Escape: not now
+    toHost({ type: "close" });
   });
 
   function loadOlder(button) {
@@ -497,6 +505,49 @@
     showConnection();
     resendFailed();
   });
+
+  /* ---- ending the chat -------------------------------------------------------------- */
+
+  /* End chat asks first, inside the widget: show or hide the question. */
+  function askToEnd(asking) {
+    endConfirm.hidden = !asking;
+    endButton.setAttribute("aria-expanded", String(asking));
+  }
+  endButton.addEventListener("click", function () {
+    askToEnd(endConfirm.hidden);
+    // The safe answer has focus: an Enter too many keeps the chat going.
+    if (!endConfirm.hidden) document.getElementById("end-cancel").focus();
+  });
+  document.getElementById("end-cancel").addEventListener("click", function () {
+    askToEnd(false);
+    endButton.focus();
+  });
+  document.getElementById("end-yes").addEventListener("click", function (event) {
+    endChat(event.currentTarget);
+  });
+
+  /* Close the conversation for both sides; the answer is the closed view (its offer of a
+   * new conversation), shown at once even while the stream is down. */
+  function endChat(button) {
+    button.disabled = true;
+    request("POST", "/conversations/" + state.conversation + "/close").then(function (response) {
+      return response.text().then(function (html) {
+        if (!response.ok) { showError(reasonOf(html)); return; }  // a limit, an outage
+        askToEnd(false);
+        show(html);
+        var again = chat.querySelector("[data-action=new]");
+        if (again) again.focus();  // the button that had focus is gone with the open chat
+      });
+    }).catch(function () {
+      showError("Can't reach the chat right now. Please try again.");
+    }).finally(function () { button.disabled = false; });
+  }
+
+  function reasonOf(html) {
+    var holder = document.createElement("div");
+    holder.innerHTML = html;
+    return holder.textContent.trim() || "Couldn't end the chat. Please try again.";
+  }
 
   // The stream cannot serve this conversation (or anything): show it anew from the server.
   document.body.addEventListener("reload", function (event) {

@@ -11,7 +11,7 @@ from playwright.sync_api import BrowserContext, Frame, FrameLocator, Page, expec
 from tests.conftest import Seed
 from tests.e2e.conftest import Widget
 from tests.e2e.test_accessibility import violations
-from tests.e2e.test_dashboard import sign_in
+from tests.e2e.test_dashboard import open_as_agent, sign_in
 from tests.e2e.test_widget import conversation_of, open_widget, send
 from tests.integration.test_dashboard_http import sql
 from tests.support import AppProcess
@@ -72,3 +72,39 @@ def test_a_message_sent_while_the_widgets_server_is_down_goes_once_when_it_is_ba
     expect(alex.locator(".entry.visitor", has_text="Sent while you were away")).to_have_count(1)
     assert sql(database, "SELECT count(*) FROM messages WHERE client_id = $1", client_id) == 1
 
+
+def test_the_visitor_ends_the_chat_after_confirming_and_the_agent_sees_it_closed_live(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed, axe_source: str,
+) -> None:
+    agent, frame = open_as_agent(new_context, embed(start_app(app_env)), seed)
+    end = frame.get_by_role("button", name="End chat")
+    end.click()
+    question = frame.get_by_role("region", name="End this chat?")
+    expect(question).to_be_visible()
+    keep = frame.get_by_role("button", name="Keep chatting")
+    expect(keep).to_be_focused()  # the safe answer: an Enter too many keeps the chat going
+    expect(end).to_have_attribute("aria-expanded", "true")
+    visitor = frame.owner.page
+    visitor.screenshot(path="/tmp/widget-end-chat-confirm.png")
+    assert violations(chat_frame(visitor), axe_source) == []
+    keep.click()
+    expect(question).to_be_hidden()
+    expect(end).to_be_focused()
+    expect(frame.get_by_role("textbox", name="Message")).to_be_enabled()  # nothing happened
+    end.click()
+    visitor.keyboard.press("Escape")  # "not now", here: the question goes, the chat stays
+    expect(question).to_be_hidden()
+    expect(visitor.locator("iframe[title=Chat]")).to_be_visible()
+
+    end.click()
+    frame.get_by_role("button", name="Yes, end the chat").click()
+    expect(agent.locator(".conversation-status")).to_contain_text("Closed")  # live
+    expect(agent.get_by_role("textbox", name="Reply")).to_be_disabled()
+    expect(agent.locator(".entry.activity", has_text="The visitor ended the chat")).to_be_visible()
+    expect(frame.locator(".conversation-status")).to_contain_text("This conversation is closed.")
+    expect(frame.locator(".entry.activity", has_text="You ended the chat")).to_have_count(1)
+    expect(frame.get_by_role("button", name="Start a new conversation")).to_be_focused()
+    expect(end).to_be_hidden()
+    expect(frame.get_by_role("textbox", name="Message")).to_be_disabled()
+    visitor.screenshot(path="/tmp/widget-ended.png")
