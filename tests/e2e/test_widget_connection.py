@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from playwright.sync_api import BrowserContext, Frame, FrameLocator, Page, expect
+from playwright.sync_api import BrowserContext, Frame, FrameLocator, Locator, Page, expect
 
 from tests.conftest import Seed
 from tests.e2e.conftest import Widget
@@ -25,7 +25,7 @@ def chat_frame(page: Page) -> Frame:
     return next(frame for frame in page.frames if "/frame" in frame.url)
 
 
-def reconnecting(frame: FrameLocator) -> object:
+def reconnecting(frame: FrameLocator) -> Locator:
     return frame.get_by_role("status").filter(has_text="Reconnecting…")
 
 
