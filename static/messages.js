@@ -70,12 +70,26 @@ window.ChatMessages = (function () {
     button.dataset.action = "retry";
     note.append(button);
     var wait = Math.min(parseInt(response && response.headers.get("Retry-After"), 10) || 0, 3600);
+    bubble.dataset.retryAt = Date.now() + wait * 1000;  // for retryable()
     var tick = function () {
       button.disabled = wait > 0;
       button.textContent = wait > 0 ? "Retry in " + wait + " s" : "Retry";
       if (wait-- > 0) setTimeout(tick, 1000);
     };
     tick();
+  }
+
+  /* The failed bubbles under ``root`` that may be sent again (a network error, a limit, an
+   * outage: those with Retry), oldest first. */
+  function failed(root) {
+    return Array.from(root.querySelectorAll(".entry.failed [data-action=retry]"),
+                      function (button) { return button.closest(".entry"); });
+  }
+
+  /* Resolves once ``bubble`` may be sent again: when the server's Retry-After is over. */
+  function retryable(bubble) {
+    var wait = Math.max(0, (+bubble.dataset.retryAt || 0) - Date.now());
+    return new Promise(function (resolve) { setTimeout(resolve, wait); });
   }
 
   /* An entry arrived (stream or response): drop the bubble it stands for. */
@@ -252,6 +266,7 @@ window.ChatMessages = (function () {
   }
 
   return { pending: pending, sending: sending, settle: settle, fail: fail, arrived: arrived,
+           failed: failed, retryable: retryable,
            typing: typing, announce: announce, prependOlder: prependOlder, chime: chime,
            canChime: canChime, localTimes: localTimes, follow: follow, newestSeq: newestSeq };
 })();

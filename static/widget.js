@@ -18,6 +18,9 @@
   var pill = document.getElementById("new-messages");
   var muteButton = document.getElementById("mute");
   var pastLink = document.getElementById("past-link");
+  var connection = document.getElementById("connection");
+  var endButton = document.getElementById("end-chat");
+  var endConfirm = document.getElementById("end-confirm");
   var state = {
     token: null, open: false, page: null, unread: 0, conversation: null, status: null,
     muted: readMuted(), identity: null, seen: new Set(), readSeq: {}
@@ -48,6 +51,7 @@
       scrollToEnd();  // laid out only now if the frame loaded while closed
     } else if (message.type === "close") {
       state.open = false;
+      askToEnd(false);
     } else if (message.type === "identify") {
       applyIdentity(message.identity);
       tellIdentity(message.identity);
@@ -128,6 +132,7 @@
     applyIdentity(null);
     reportPage();
     pastLink.hidden = !state.token;
+    showConnection();
     scrollToEnd();  // a conversation opens at its latest message
     follow(view);
     if (watching()) read();
@@ -217,6 +222,9 @@
     box.disabled = closed;
     form.querySelector(".send").disabled = closed;
     box.placeholder = closed ? "This conversation is closed" : "Write a message…";
+    // Only an open conversation can be ended (closed by an agent meanwhile: nothing to ask).
+    endButton.hidden = closed || !state.conversation;
+    if (endButton.hidden) askToEnd(false);
   }
 
   document.addEventListener("click", function (event) {
@@ -235,7 +243,9 @@
     toHost({ type: "close" });
   });
   document.addEventListener("keydown", function (event) {
-    if (event.key === "Escape") toHost({ type: "close" });
+    if (event.key !== "Escape") return;
+    if (!endConfirm.hidden) { askToEnd(false); endButton.focus(); return; }  // Escape: not now
+    toHost({ type: "close" });
   });
 
   function loadOlder(button) {
@@ -299,6 +309,7 @@
     return "That email address doesn't look right.";
   }
 
+  /* Send ``bubble`` (again); resolves once the server answered or the request failed. */
   function deliver(bubble) {
     var data = new FormData();
     data.append("body", bubble.dataset.text);
@@ -320,7 +331,7 @@
     }
     var path = starting ? "/conversations" : "/conversations/" + state.conversation + "/messages";
     ChatMessages.sending(bubble);
-    request("POST", path, data).then(function (response) {
+    return request("POST", path, data).then(function (response) {
       return response.text().then(function (html) {
         if (!response.ok) {
           ChatMessages.fail(bubble, response, html);
@@ -333,6 +344,28 @@
       });
     }).catch(function () { ChatMessages.fail(bubble, null, ""); });
   }
+
+  /* The connection is back (the stream reconnected, or the browser is online again): what
+   * could not be sent goes again by itself, with the client id it had, so that nothing is
+   * stored twice; one at a time, oldest first, so that it is stored in the order it was
+   * written. Retry stays, for those who would rather not wait. */
+  var resending = Promise.resolve();
+  function resendFailed() {
+    resending = resending.then(function () {
+      return ChatMessages.failed(chat).reduce(function (previous, bubble) {
+        return previous.then(function () { return resend(bubble); });
+      }, Promise.resolve());
+    });
+  }
+
+  function resend(bubble) {
+    return ChatMessages.retryable(bubble).then(function () {
+      // Sent meanwhile (Retry), or gone with the view (the conversation was closed).
+      if (bubble.isConnected && bubble.classList.contains("failed")) return deliver(bubble);
+      return null;
+    });
+  }
+  window.addEventListener("online", resendFailed);
 
   function showError(text) {
     errorLine.textContent = text;
@@ -452,6 +485,68 @@
       toHost({ type: "sound" });
       ChatMessages.chime();
     }, ChatMessages.canChime() ? 100 : 300);
+  }
+
+  /* ---- the connection --------------------------------------------------------------- */
+
+  // Told by the tab that holds the stream, whichever it is (static/live.js), so every tab
+  // shows it; only a conversation's view has a stream that can be down.
+  var reconnecting = false;
+  function showConnection() {
+    var text = reconnecting && state.conversation ? "Reconnecting…" : "";
+    if (connection.textContent !== text) connection.textContent = text;
+  }
+  document.addEventListener("live:reconnecting", function () {
+    reconnecting = true;
+    showConnection();
+  });
+  document.addEventListener("live:connected", function () {
+    reconnecting = false;
+    showConnection();
+    resendFailed();
+  });
+
+  /* ---- ending the chat -------------------------------------------------------------- */
+
+  /* End chat asks first, inside the widget: show or hide the question. */
+  function askToEnd(asking) {
+    endConfirm.hidden = !asking;
+    endButton.setAttribute("aria-expanded", String(asking));
+  }
+  endButton.addEventListener("click", function () {
+    askToEnd(endConfirm.hidden);
+    // The safe answer has focus: an Enter too many keeps the chat going.
+    if (!endConfirm.hidden) document.getElementById("end-cancel").focus();
+  });
+  document.getElementById("end-cancel").addEventListener("click", function () {
+    askToEnd(false);
+    endButton.focus();
+  });
+  document.getElementById("end-yes").addEventListener("click", function (event) {
+    endChat(event.currentTarget);
+  });
+
+  /* Close the conversation for both sides; the answer is the closed view (its offer of a
+   * new conversation), shown at once even while the stream is down. */
+  function endChat(button) {
+    button.disabled = true;
+    request("POST", "/conversations/" + state.conversation + "/close").then(function (response) {
+      return response.text().then(function (html) {
+        if (!response.ok) { showError(reasonOf(html)); return; }  // a limit, an outage
+        askToEnd(false);
+        show(html);
+        var again = chat.querySelector("[data-action=new]");
+        if (again) again.focus();  // the button that had focus is gone with the open chat
+      });
+    }).catch(function () {
+      showError("Can't reach the chat right now. Please try again.");
+    }).finally(function () { button.disabled = false; });
+  }
+
+  function reasonOf(html) {
+    var holder = document.createElement("div");
+    holder.innerHTML = html;
+    return holder.textContent.trim() || "Couldn't end the chat. Please try again.";
   }
 
   // The stream cannot serve this conversation (or anything): show it anew from the server.

@@ -24,6 +24,8 @@ from chat.services import Services
 MAX_BODY_LENGTH = 5000
 OPEN: tuple[Status, ...] = ("waiting", "active")
 CLIENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# The history line of a visitor's End chat, as agents read it (the widget says "You ...").
+VISITOR_ENDED = "The visitor ended the chat"
 
 
 class StaleState(Conflict):
@@ -211,14 +213,18 @@ async def _refused(
 
 
 async def _transition(
-    conn: Connection, conversation_id: int, agent: Agent, status: Status,
+    conn: Connection, conversation_id: int, agent: Agent | None, status: Status,
     assignee_id: int | None, activity: str,
 ) -> tuple[Entry, ConversationState]:
-    """Set status and assignee, and say so in the history. The caller holds the lock."""
+    """Set status and assignee, and say so in the history, as done by ``agent`` or, with
+    None, by the conversation's visitor (``meta.by``). The caller holds the lock."""
     await conversations.update(conn, conversation_id, status=status, assignee_id=assignee_id)
+    meta: dict[str, Any] = {"status": status, "assignee_id": assignee_id}
+    if agent is None:
+        meta["by"] = "visitor"
     added = await messages.append(
         conn, conversation_id, kind="activity", body=activity, statuses=(status,),
-        agent_id=agent.id, author=agent.name, meta={"status": status, "assignee_id": assignee_id},
+        agent_id=agent.id if agent else None, author=agent.name if agent else None, meta=meta,
     )
     assert added is not None  # locked, and just given this status
     return added
@@ -227,7 +233,7 @@ async def _transition(
 async def _change_status(
     svc: Services,
     conversation_id: int,
-    agent: Agent,
+    agent: Agent | None,
     *,
     allowed: tuple[Status, ...],
     status: Status,
@@ -235,11 +241,17 @@ async def _change_status(
     activity: str,
     refusal: str,
     keep_assignee: bool = False,
+    idempotent: bool = False,
 ) -> ConversationState:
+    """Move a conversation from one of ``allowed`` to ``status``; from elsewhere, refused
+    with the current state, or with ``idempotent``, when it already has ``status``, left as
+    it is: nothing written, nothing published."""
     async with transaction(svc.pool) as conn:
         row = await conversations.lock(conn, conversation_id)
         if row is None:
             raise NotFound("No such conversation.")
+        if idempotent and row["status"] == status:
+            return await _current(conn, conversation_id)
         if row["status"] not in allowed:
             state = await _current(conn, conversation_id)
             who = state.assignee_name or "Someone"
@@ -278,11 +290,17 @@ async def assign(
     )
 
 
-async def close(svc: Services, conversation_id: int, agent: Agent) -> ConversationState:
+async def close(svc: Services, conversation_id: int, agent: Agent | None) -> ConversationState:
+    """Close an open conversation: by ``agent``, or with None by its visitor ("End chat").
+
+    An agent closing a closed one is told someone was first (409); for the visitor a second
+    End chat (another tab, a retry after a lost answer) is harmless and changes nothing.
+    """
     return await _change_status(
-        svc, conversation_id, agent, allowed=("waiting", "active"), status="closed",
-        assignee_id=None, keep_assignee=True, activity=f"{agent.name} closed the conversation",
-        refusal="This conversation is already {status}.",
+        svc, conversation_id, agent, allowed=OPEN, status="closed", assignee_id=None,
+        keep_assignee=True, activity=(f"{agent.name} closed the conversation" if agent
+                                      else VISITOR_ENDED),
+        refusal="This conversation is already {status}.", idempotent=agent is None,
     )
 
 

@@ -398,6 +398,22 @@ async def read(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def end(request: Request) -> Response:
+    """The visitor ends the chat ("End chat"): closed for the agents too, live, and said in
+    the history. Ending a closed one again changes nothing and is no error."""
+    access = await authorize(request, conversation=True)
+    assert access.conversation_id is not None and access.visitor_id is not None
+    svc = services(request)
+    await svc.limiter.hit(ratelimit.SIGNALS_PER_VISITOR, "visitor", str(access.visitor_id))
+    state = await actions.close(svc, access.conversation_id, None)
+    if not wants_html(request):
+        return JSONResponse({"conversation": {"id": state.id, "status": state.status}})
+    # The closed view at once, with its offer of a new conversation: the stream may be down.
+    async with svc.pool.acquire() as conn:
+        entries = await messages.before(conn, state.id, None, PAGE_SIZE, notes=False)
+    return _conversation_view(state, entries)
+
+
 async def stream(request: Request) -> Response:
     """One conversation's stream (``?after=SEQ`` or ``Last-Event-ID``)."""
     access = await authorize(request, conversation=True)
@@ -435,6 +451,7 @@ routes = [
     Route(PREFIX + "/conversations/{conversation_id:id}/typing", typing, methods=["POST"]),
     Route(PREFIX + "/conversations/{conversation_id:id}/page", page, methods=["POST"]),
     Route(PREFIX + "/conversations/{conversation_id:id}/read", read, methods=["POST"]),
+    Route(PREFIX + "/conversations/{conversation_id:id}/close", end, methods=["POST"]),
     Route(PREFIX + "/conversations/{conversation_id:id}/stream", stream, methods=["GET"]),
     Route(PREFIX + "/stream", shared_stream, methods=["GET"]),
 ]

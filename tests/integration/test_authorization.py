@@ -88,6 +88,9 @@ TABLE = [
     Row("POST /widget/{site_key}/conversations/{conversation_id:id}/messages",
         "/widget/{other_key}/conversations/{conv}/messages", "401 401 401 404 401 401 401 401",
         {"body": "Sneaky"}),
+    # Last of the widget's rows: it closes visitor A's conversation (End chat).
+    Row("POST /widget/{site_key}/conversations/{conversation_id:id}/close",
+        "/widget/{key}/conversations/{conv}/close", "401 200 404 401 401 401 401 401"),
     # The dashboard: agents and admins, with a live session.
     Row("GET /", "/", SESSION.format(ok=303)),
     Row("GET /inbox", "/inbox", SESSION.format(ok=200)),

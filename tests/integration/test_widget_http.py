@@ -8,8 +8,9 @@ from collections.abc import Callable
 import httpx
 
 from chat import db
-from tests.clients import Visitor
+from tests.clients import Agent, Visitor
 from tests.conftest import Seed
+from tests.integration.test_dashboard_http import sql
 from tests.support import AppProcess, run_async
 
 ALLOWED = "http://127.0.0.1:9"  # the seed site's only origin
@@ -163,3 +164,36 @@ async def test_the_visitor_sees_the_welcome_then_their_conversation_and_its_hist
     stranger = await Visitor(app.url, seed.site_key).http.get(base + "/conversations")
     assert stranger.status_code == 401
     await visitor.close()
+
+
+async def test_the_visitor_ends_the_chat_for_both_sides_once_and_only_their_own(
+    app: AppProcess, seed: Seed, database: str,
+) -> None:
+    visitor, stranger = Visitor(app.url, seed.site_key), Visitor(app.url, seed.site_key)
+    assert (await visitor.start("Thanks, that was all")).status_code == 201
+    assert (await stranger.start("I am someone else")).status_code == 201
+    conversation = visitor.conversation_id
+    close = f"/widget/{seed.site_key}/conversations/{conversation}/close"
+    refused = await stranger.http.post(close, headers=stranger.headers)
+    assert refused.status_code == 404  # neither whose it is nor whether it exists
+    agent = Agent(app.url)
+    await agent.login(seed.email, seed.password)
+    async with agent.stream(conversation_id=conversation) as stream:
+        ended = await visitor.http.post(close, headers={**visitor.headers, "HX-Request": "true"})
+        assert ended.status_code == 200
+        assert 'data-status="closed"' in ended.text and 'data-action="new"' in ended.text
+        assert "You ended the chat" in ended.text  # the widget's own words for it
+        events = await stream.until(lambda es: any("The visitor ended the chat" in e.data
+                                                   for e in es))
+        assert any('data-status="closed"' in e.data for e in events)  # the agent's header, live
+    again = await visitor.http.post(close, headers=visitor.headers)  # another tab, a retry
+    assert again.status_code == 200
+    assert again.json() == {"conversation": {"id": conversation, "status": "closed"}}
+    by_visitor = ("SELECT count(*) FROM messages WHERE conversation_id = $1 AND kind = 'activity'"
+                  " AND agent_id IS NULL AND meta->>'by' = 'visitor'")
+    assert sql(database, by_visitor, conversation) == 1  # once, and the visitor's doing
+    assert sql(database, "SELECT status FROM conversations WHERE id = $1",
+               stranger.conversation_id) == "waiting"
+    await agent.close()
+    await visitor.close()
+    await stranger.close()
