@@ -137,7 +137,9 @@ def test_new_visitor_messages_alert_the_agent_as_they_chose_and_never_what_they_
     choose(alex, "all")
     sam.reply(conversation, "Looking into it")
     expect(row(alex, "Maria Silva").locator(".preview")).to_have_text("Looking into it")
-    alex_http = AgentSession(widget.app.url, seed.email, seed.password)
+    alex_http = AgentSession(widget.app.url, seed.email, seed.password)  # Alex, elsewhere
+    alex_http.reply(conversation, "I am here too")
+    expect(row(alex, "Maria Silva").locator(".preview")).to_have_text("I am here too")
     response = alex_http.http.post(f"/conversations/{conversation}/messages",
                                    headers={"X-CSRF-Token": alex_http.csrf},
                                    data={"body": "Courier is late", "note": "1"})
