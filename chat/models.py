@@ -159,6 +159,25 @@ class Agent:
         return self.role == "admin"
 
 
+AlertLevel = Literal["all", "mine", "new", "none"]
+# Which new visitor messages alert an agent, as the dashboard offers them.
+ALERT_LEVELS: dict[AlertLevel, str] = {
+    "all": "All messages",
+    "mine": "Mine and unassigned",
+    "new": "New conversations only",
+    "none": "None",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Alerts:
+    """An agent's alert preference: what alerts them (the dashboard decides from it) and
+    whether with a sound."""
+
+    level: AlertLevel = "mine"
+    sound: bool = True
+
+
 @dataclass(frozen=True, slots=True)
 class Receipts:
     """How far each side of a conversation received and read its history (see

@@ -27,10 +27,15 @@
     setInterval(here, hereEvery);
     document.addEventListener("visibilitychange", here);
   }
+  // The agent's alert preference, as the server rendered it (and as saved since, in any tab).
+  var alertsForm = document.getElementById("alerts");
+  var soundOff = document.getElementById("sound-off");
+  var alertsOn = document.getElementById("alerts-on");
   var inbox = document.getElementById("inbox");
   var reads = inbox ? JSON.parse(inbox.dataset.reads || "{}") : {};
   var baseTitle = document.title;
   var known = new Set();
+  var heard = {};  // row id -> the visitor messages it had when this tab last looked
   // What this page keeps live: its inbox rows (none on search results) and conversation.
   // Every page hears what the stream brings (a reload when signed out), but only these need
   // one: admin pages hold none.
@@ -85,7 +90,10 @@
       if (!known.has(row.id)) {
         if (row.dataset.status === "waiting") announce(row);  // new since the page loaded
         known.add(row.id);
+      } else if (+row.dataset.visitorMessages > heard[row.id] && row.dataset.status !== "closed") {
+        newMessage(row);
       }
+      heard[row.id] = Math.max(heard[row.id] || 0, +row.dataset.visitorMessages || 0);
     });
     document.querySelectorAll("[data-count]").forEach(function (el) {
       var n = counts[el.dataset.count];
@@ -120,27 +128,66 @@
   });
 
   function announce(row) {
-    ChatMessages.announce("New conversation from " + row.querySelector(".visitor").textContent +
-                          ": " + row.querySelector(".preview").textContent);
+    var said = told(row);
+    ChatMessages.announce("New conversation from " + said.name + ": " + said.text);
+    if (level() === "none") return;
     // Every tab shows it; one of them (one that can play sound, if any) chimes.
     ChatLive.once("new-" + row.id, function () {
-      ChatMessages.chime();
-      notify(row);
+      alertAgent("New conversation: " + said.name, said);
     }, ChatMessages.canChime() ? 0 : 200);
   }
 
-  function notify(row) {
+  /* A new visitor message in a conversation the inbox already had (agents' replies and
+   * notes never count: the row counts the visitor's messages only). */
+  function newMessage(row) {
+    var id = row.id.replace("conversation-", "");
+    var count = +row.dataset.visitorMessages;
+    var key = "message-" + row.id + "-" + count;
+    if (id === openId && !document.hidden && document.hasFocus()) {
+      ChatLive.once(key, function () {});  // read here, in front of the agent: no tab alerts
+      return;
+    }
+    if (!alertsFor(row)) return;
+    var said = told(row);
+    // Later than a tab that shows the conversation, which takes it first.
+    ChatLive.once(key, function () {
+      if ((reads[id] || 0) >= count) return;  // read meanwhile, in another tab
+      alertAgent(said.name + ": " + firstWords(said.text), said);
+    }, ChatMessages.canChime() ? 100 : 300);
+  }
+
+  /* What a row says, taken now: the row may be replaced before a tab alerts. */
+  function told(row) {
+    return { name: row.querySelector(".visitor").textContent, tag: row.id,
+             text: row.querySelector(".preview").textContent, href: row.querySelector("a").href };
+  }
+
+  function firstWords(text) {
+    var words = text.trim().split(/\s+/);
+    var start = words.slice(0, 8).join(" ");
+    return start.length > 60 ? start.slice(0, 59) + "…" : start + (words.length > 8 ? "…" : "");
+  }
+
+  /* Chime (unless muted) and, in a hidden tab, a desktop notification that opens it. */
+  function alertAgent(title, said) {
+    if (soundWanted()) ChatMessages.chime();
     if (!window.Notification || Notification.permission !== "granted" || !document.hidden) return;
-    var name = row.querySelector(".visitor").textContent;
-    var note = new Notification("New conversation: " + name, {
-      body: row.querySelector(".preview").textContent, tag: row.id
-    });
-    note.onclick = function () { window.focus(); location.href = row.querySelector("a").href; };
+    var note = new Notification(title, { body: said.text, tag: said.tag });
+    note.onclick = function () { window.focus(); location.href = said.href; };
   }
 
   if (inbox) {
-    inbox.querySelectorAll(".conversation-row").forEach(function (row) { known.add(row.id); });
+    inbox.querySelectorAll(".conversation-row").forEach(function (row) {
+      known.add(row.id);
+      heard[row.id] = +row.dataset.visitorMessages || 0;
+    });
+    // Rows come and go, or are morphed in place (a whole inbox when the stream opens); not
+    // what refreshInbox itself changes in them (badges, hidden), which would never settle.
+    // (Two observers: observing the same node again would replace the first options.)
     new MutationObserver(refreshInbox).observe(inbox, { childList: true });
+    new MutationObserver(refreshInbox).observe(inbox, {
+      subtree: true, attributeFilter: ["data-visitor-messages", "data-status", "data-assignee"]
+    });
     refreshInbox();
     inbox.addEventListener("click", function (event) {  // keep the tab when opening a row
       var link = event.target.closest("a");
@@ -400,15 +447,60 @@
     live.need({ conversation: openId, seq: body.dataset.seq, inbox: inboxKind });
   }
 
-  if (window.Notification && Notification.permission === "default" && inbox) {
-    var ask = document.createElement("button");
-    ask.type = "button";
-    ask.className = "quiet";
-    ask.textContent = "Enable notifications";
-    ask.addEventListener("click", function () {
-      Notification.requestPermission().then(function () { ask.remove(); });
+  /* ---- alerts: what chimes and notifies, and whether the browser lets it ------------ */
+
+  // What the agent chose: the form's data attributes (alertsForm, at the top).
+  function level() { return alertsForm ? alertsForm.dataset.alerts : "none"; }
+  function soundWanted() { return !!alertsForm && alertsForm.dataset.sound === "on"; }
+
+  function alertsFor(row) {
+    var assignee = row.dataset.assignee;
+    return level() === "all" || (level() === "mine" && (!assignee || assignee === me));
+  }
+
+  /* "Sound off" while the agent wants sound and the browser still holds it back (no gesture
+   * yet since the page loaded), and "Turn on alerts" while sound or notifications wait for
+   * the click that allows them. */
+  function showAlertState() {
+    if (!alertsForm) return;
+    var audio = soundWanted() && level() !== "none" ? ChatMessages.prepareAudio() : null;
+    var blocked = !!audio && audio.state !== "running";
+    var ask = !!window.Notification && Notification.permission === "default" && level() !== "none";
+    soundOff.hidden = !blocked;
+    alertsOn.hidden = !blocked && !ask;
+  }
+
+  function applyAlerts(chosen) {
+    alertsForm.dataset.alerts = alertsForm.elements.alerts.value = chosen.alerts;
+    alertsForm.dataset.sound = chosen.sound;
+    alertsForm.elements.sound.checked = chosen.sound === "on";
+    showAlertState();
+  }
+
+  if (alertsForm) {
+    ChatMessages.watchAudio(showAlertState);
+    alertsOn.addEventListener("click", function () {
+      // Both in this click: browsers allow neither without one.
+      ChatMessages.unlockAudio();
+      if (window.Notification && Notification.permission === "default") {
+        Notification.requestPermission().then(showAlertState, showAlertState);
+      }
+      showAlertState();
     });
-    connection.after(ask);
+    alertsForm.addEventListener("change", function () {
+      if (alertsForm.elements.sound.checked) ChatMessages.unlockAudio();  // a click: allowed
+    });
+    // Saved: this tab and the agent's others go by the new choice.
+    alertsForm.addEventListener("htmx:after:request", function (event) {
+      var response = event.detail.ctx.response;  // htmx's own: its status, not fetch's ok
+      if (!response || response.status < 200 || response.status >= 300) return;
+      var chosen = { alerts: alertsForm.elements.alerts.value,
+                     sound: alertsForm.elements.sound.checked ? "on" : "off" };
+      applyAlerts(chosen);
+      live.tell("alerts", chosen);
+    });
+    live.on("alerts", applyAlerts);
+    showAlertState();
   }
 
   function ago(time) {

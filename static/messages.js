@@ -218,11 +218,32 @@ window.ChatMessages = (function () {
   }
 
   var audio = null;
-  // Browsers play sound only after a user gesture: prepare the audio context on the first.
+  var audioWatchers = [];
+
+  /* The audio context, made now if need be. Made before any gesture, browsers keep it
+   * "suspended" (silent) until one resumes it: that state is how a page knows it cannot
+   * chime yet. */
+  function prepareAudio() {
+    if (!audio && window.AudioContext) {
+      audio = new AudioContext();
+      audio.onstatechange = function () {
+        audioWatchers.forEach(function (fn) { fn(audio.state); });
+      };
+    }
+    return audio;
+  }
+
+  /* Let sound play: to be called in a user gesture (a click), which is what browsers ask. */
+  function unlockAudio() {
+    if (prepareAudio() && audio.state !== "running") audio.resume().catch(function () {});
+  }
+
+  /* Call ``fn(state)`` whenever the audio context's state changes (running, suspended). */
+  function watchAudio(fn) { audioWatchers.push(fn); }
+
+  // Browsers play sound only after a user gesture: the first one unlocks it, whatever it is.
   ["pointerdown", "keydown"].forEach(function (type) {
-    document.addEventListener(type, function () {
-      if (!audio && window.AudioContext) { audio = new AudioContext(); audio.resume(); }
-    }, { once: true, capture: true });
+    document.addEventListener(type, unlockAudio, { once: true, capture: true });
   });
 
   var TYPING_REFRESH_MS = 2000;  // as chat/signals.py: a refresh at most this often...
@@ -268,5 +289,6 @@ window.ChatMessages = (function () {
   return { pending: pending, sending: sending, settle: settle, fail: fail, arrived: arrived,
            failed: failed, retryable: retryable,
            typing: typing, announce: announce, prependOlder: prependOlder, chime: chime,
-           canChime: canChime, localTimes: localTimes, follow: follow, newestSeq: newestSeq };
+           canChime: canChime, localTimes: localTimes, follow: follow, newestSeq: newestSeq,
+           prepareAudio: prepareAudio, unlockAudio: unlockAudio, watchAudio: watchAudio };
 })();

@@ -482,7 +482,9 @@
     if (state.muted) return;
     ChatLive.once(key, function () {
       window.chatFrame.sounds += 1;
-      toHost({ type: "sound" });
+      // A frame the visitor never touched (a returning visitor, after a reload) cannot play
+      // sound: the host page, which usually had a click or a key, plays it instead.
+      toHost({ type: "sound", played: ChatMessages.canChime() });
       ChatMessages.chime();
     }, ChatMessages.canChime() ? 100 : 300);
   }

@@ -136,6 +136,7 @@
         close();
         break;
       case "sound":
+        if (!message.played) chime();
         window.dispatchEvent(new CustomEvent("chatwidget:sound"));
         break;
       case "lock":
@@ -158,6 +159,31 @@
       post({ type: "locked", id: id, granted: !!held });
       if (held) return new Promise(function (resolve) { locks[id] = resolve; });
     }).catch(function () { /* given up while waiting */ });
+  }
+
+  // The frame has sound only after a gesture in it, which a returning visitor's frame (after
+  // a reload) never had; this page's first click or key lets the chime play from here.
+  var audio = null;
+  ["pointerdown", "keydown"].forEach(function (type) {
+    document.addEventListener(type, function () {
+      if (!audio && window.AudioContext) audio = new AudioContext();
+      if (audio) audio.resume();
+    }, { once: true, capture: true });
+  });
+
+  function chime() {  // as static/messages.js does
+    if (!audio || audio.state !== "running") return;
+    [880, 660].forEach(function (pitch, i) {
+      var start = audio.currentTime + i * 0.12, tone = audio.createOscillator(),
+        gain = audio.createGain();
+      tone.frequency.value = pitch;
+      gain.gain.setValueAtTime(0.0001, start);
+      gain.gain.exponentialRampToValueAtTime(0.15, start + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, start + 0.18);
+      tone.connect(gain).connect(audio.destination);
+      tone.start(start);
+      tone.stop(start + 0.2);
+    });
   }
 
   // The brand colour, from the frame's "ready" or, before any frame exists, from /look.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from asyncpg import Record
 
 from chat.db import Connection
+from chat.models import Alerts
 
 
 async def insert(
@@ -70,3 +71,16 @@ async def active_admins(conn: Connection) -> int:
         "SELECT count(*) FROM agents WHERE role = 'admin' AND active"
     )
     return total
+
+
+async def alerts(conn: Connection, agent_id: int) -> Alerts:
+    row: Record | None = await conn.fetchrow(
+        "SELECT alerts, alert_sound FROM agents WHERE id = $1", agent_id)
+    return Alerts(row["alerts"], row["alert_sound"]) if row else Alerts()
+
+
+async def set_alerts(conn: Connection, agent_id: int, chosen: Alerts) -> None:
+    await conn.execute(
+        "UPDATE agents SET alerts = $2, alert_sound = $3, updated_at = now() WHERE id = $1",
+        agent_id, chosen.level, chosen.sound,
+    )

@@ -18,7 +18,7 @@ from chat.db import Connection
 from chat.errors import Invalid, NotFound
 from chat.events import agent_topic, session_topic, site_topic
 from chat.frames import Audience
-from chat.models import Agent, ConversationState
+from chat.models import ALERT_LEVELS, Agent, AlertLevel, Alerts, ConversationState
 from chat.queries import agents, canned, conversations, messages, sites, visitors
 from chat.roster import TEAM_TOPIC, Team
 from chat.services import Services, services
@@ -74,9 +74,10 @@ async def _page(request: Request, agent: Agent, conversation_id: int | None) -> 
         rows = (await conversations.search(conn, query, 100) if query else
                 await conversations.inbox(conn, closed=tab == "closed", limit=INBOX_SIZE))
         reads = await conversations.reads(conn, agent.id)
+        alerts = await agents.alerts(conn, agent.id)
     return templates.TemplateResponse(request, "pages/inbox.html", {
         "agent": agent, "tab": tab, "tabs": TABS, "query": query, "conversations": rows,
-        "reads": reads, "open": opened,
+        "reads": reads, "open": opened, "alerts": alerts, "alert_levels": ALERT_LEVELS,
         "team": svc.roster.team if svc.roster else Team(),
     })
 
@@ -301,6 +302,28 @@ async def set_status(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def set_alerts(request: Request) -> Response:
+    """The agent's alert preference (``alerts``: one of ``ALERT_LEVELS``; ``sound``, a
+    checkbox), kept on the agent so that it follows them to every browser."""
+    data = await Fields.of_body(request)
+    agent = await require_agent(request, data)
+    chosen = Alerts(_alert_level(data.text("alerts")), data.flag("sound"))
+    async with services(request).pool.acquire() as conn:
+        await agents.set_alerts(conn, agent.id, chosen)
+    if request.headers.get("hx-request") == "true":
+        return Response(status_code=204)  # the page's form already shows what was chosen
+    if wants_html(request):
+        return RedirectResponse("/inbox", status_code=303)  # a browser without JavaScript
+    return JSONResponse({"alerts": chosen.level, "sound": chosen.sound})
+
+
+def _alert_level(asked: str) -> AlertLevel:
+    for level in ALERT_LEVELS:
+        if level == asked:
+            return level
+    raise Invalid(f"alerts must be one of {', '.join(ALERT_LEVELS)}.", "alerts")
+
+
 def _inbox(request: Request) -> Inbox | None:
     match request.query_params.get("inbox", "open"):
         case "open":
@@ -318,6 +341,7 @@ routes = [
     Route("/stream", stream, methods=["GET"]),
     Route("/presence/here", here, methods=["POST"]),
     Route("/presence/status", set_status, methods=["POST"]),
+    Route("/me/alerts", set_alerts, methods=["POST"]),
     Route("/conversations/{conversation_id:id}", conversation_page, methods=["GET"]),
     Route("/conversations/{conversation_id:id}/older", older, methods=["GET"]),
     Route("/conversations/{conversation_id:id}/read", mark_read, methods=["POST"]),
