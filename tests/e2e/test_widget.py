@@ -221,14 +221,18 @@ def test_screenshots_of_the_widget(
     refreshes the README's copies in docs/screenshots."""
     widget = embed(start_app(app_env))
     target = screenshot_dir()
+    agent = AgentSession(widget.app.url, seed.email, seed.password)
+    dashboard = AgentStream(agent)  # the team is online, as it is when agents answer:
+    dashboard.wait_for_text("hx-partial")  # a dashboard open (its first frames came)
+    agent.http.post("/presence/here", headers={"X-CSRF-Token": agent.csrf})  # and visible
     page = new_context().new_page()
     page.goto(widget.host.url)
     expect(page.get_by_role("button", name="Open chat")).to_be_visible()
     page.screenshot(path=target / "widget-closed.png")
     frame = open_widget(page, widget.host.url)
+    expect(frame.locator("#team-presence")).to_have_text("Online")
     page.screenshot(path=target / "widget-open.png")
     send(frame, "Hi! I ordered the blue mug last week. Any news?")
-    agent = AgentSession(widget.app.url, seed.email, seed.password)
     conversation = conversation_of(frame)
     agent.reply(conversation, "Hello! It shipped yesterday, tracking number AC-1042.")
     send(frame, "Wonderful, thank you!")
@@ -238,6 +242,7 @@ def test_screenshots_of_the_widget(
                         has_touch=True, device_scale_factor=2).new_page()
     open_widget(phone, widget.host.url)
     phone.screenshot(path=target / "widget-phone.png")
+    dashboard.close()
     agent.close()
 
 
