@@ -96,6 +96,7 @@ TABLE = [
     Row("GET /inbox", "/inbox", SESSION.format(ok=200)),
     Row("GET /stream", "/stream", SESSION.format(ok=200)),
     Row("POST /presence/here", "/presence/here", SESSION.format(ok=204)),
+    Row("POST /me/alerts", "/me/alerts", SESSION.format(ok=200), {"alerts": "all"}),
     Row("POST /presence/status", "/presence/status", SESSION.format(ok=204),
         {"status": "online"}),
     Row("GET /conversations/{conversation_id:id}", "/conversations/{conv}",

@@ -80,6 +80,7 @@ ENDPOINTS = [
     Endpoint("POST", "/profile", "agent", {"name": "Alex"}),
     Endpoint("POST", "/profile", "agent", {"current_password": "wrong",
                                            "new_password": "a new password"}),
+    Endpoint("POST", "/me/alerts", "agent", {"alerts": "all", "sound": "1"}),
     Endpoint("GET", "/inbox", "agent", {"tab": "open", "q": "maria"}),
     Endpoint("GET", "/conversations/{id}", "agent", {"tab": "mine", "q": ""}),
     Endpoint("GET", "/conversations/{id}/older", "agent", {"before": "5"}),
