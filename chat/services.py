@@ -12,6 +12,7 @@ from chat.config import Settings
 from chat.db import Pool
 from chat.presence import MemoryPresence, PresenceStore
 from chat.ratelimit import RateLimiter
+from chat.signals import Relay
 from chat.slots import StreamSlots
 from chat.web.sse import Watchdog
 
@@ -33,6 +34,7 @@ class Services:
     repairer: Repairer | None = None  # what this process heard (see chat.repair)
     roster: Roster | None = None  # who is here (see chat.roster)
     recorder: Recorder | None = None  # what was delivered and read (see chat.receipts)
+    relay: Relay = field(default_factory=Relay)  # which typing refreshes go out
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -268,19 +268,21 @@
 
   /* Tell the other agents (and, for a reply, the visitor) what this agent is doing here:
    * viewing, typing, stopped or left (see chat/signals.py). */
-  function signal(kind, leaving) {
+  function signal(kind, options) {
+    options = options || {};
     var data = new FormData();
     data.append("kind", kind);
     if (form.elements.note.checked) data.append("note", "1");
+    if (options.refresh) data.append("refresh", "1");
     fetch("/conversations/" + openId + "/signal", {
-      method: "POST", body: data, credentials: "same-origin", keepalive: !!leaving,
+      method: "POST", body: data, credentials: "same-origin", keepalive: !!options.leaving,
       headers: { "X-CSRF-Token": csrf }
     }).catch(function () {});  // a lost signal costs nothing: the next one repeats it
   }
   var typist = form && ChatMessages.typing(box, signal);
 
   function viewing() {
-    if (!document.hidden) signal(typist.active() ? "typing" : "viewing");
+    if (!document.hidden) signal(typist.active() ? "typing" : "viewing", { refresh: true });
   }
 
   function deliver(bubble) {
@@ -337,7 +339,7 @@
     document.addEventListener("visibilitychange", function () {
       if (document.hidden) signal("left"); else viewing();
     });
-    window.addEventListener("pagehide", function () { signal("left", true); });
+    window.addEventListener("pagehide", function () { signal("left", { leaving: true }); });
     document.getElementById("canned-button").addEventListener("click", function () {
       box.value = "/";
       box.focus();

@@ -259,7 +259,11 @@ window.ChatMessages = (function () {
     function stop() { if (last) signal("stopped"); reset(); }
     box.addEventListener("input", function () {
       if (!box.value.trim()) { stop(); return; }
-      if (Date.now() - last >= TYPING_REFRESH_MS) { last = Date.now(); signal("typing"); }
+      if (Date.now() - last >= TYPING_REFRESH_MS) {
+        var refresh = last > 0;  // the server passes on a start at once, refreshes less often
+        last = Date.now();
+        signal("typing", { refresh: refresh });
+      }
       clearTimeout(idle);
       idle = setTimeout(stop, TYPING_IDLE_MS);
     });

@@ -276,10 +276,11 @@
     if (!errorLine.hidden && box.value.trim()) errorLine.hidden = true;
   });
 
-  var typist = ChatMessages.typing(box, function (kind) {
+  var typist = ChatMessages.typing(box, function (kind, options) {
     if (!state.token || !state.conversation || state.status === "closed") return;
     var data = new FormData();
     data.append("typing", kind === "typing" ? "1" : "0");
+    if (options && options.refresh) data.append("refresh", "1");
     request("POST", "/conversations/" + state.conversation + "/typing", data)
       .catch(function () {});  // a lost signal costs nothing: the next one repeats it
   });

@@ -32,6 +32,7 @@ from chat.bench.client import Http, sse_events
 CLIENT_ID = re.compile(rb'data-client-id="([0-9a-f]{32})"')
 ROW = re.compile(rb'id="conversation-([0-9]+)"')
 PREVIEW_ID = re.compile(rb"bench message ([0-9a-f]{32})")
+AGENT_TURNS = 5  # typing rounds an agent spends in one conversation before the next
 ENTRY_ID = re.compile(rb"^id: ([0-9]+)-([0-9]+)$", re.MULTILINE)
 MAX_CONNECTIONS = 256
 
@@ -302,13 +303,14 @@ class Load:
 
     async def type_along(self, every: float, connections: int = 16) -> None:
         """Until cancelled, every visitor signals typing once every ``every`` seconds (as a
-        page does while keys are pressed), and so does every agent, in one conversation at a
-        time: each round moves each agent on to the next of its share, as one answering many
-        customers in turn. The signals of a round are spread evenly over it."""
+        page does while keys are pressed: a start, then refreshes), and so does every agent,
+        in one conversation of its share at a time, moving on every AGENT_TURNS rounds as one
+        answering many customers in turn. The signals of a round are spread over it."""
         pool = [Http(self.host, self.port) for _ in range(connections)]
         try:
             for turn in itertools.count():
-                jobs = [*(functools.partial(self._typing, visitor) for visitor in self.visitors),
+                jobs = [*(functools.partial(self._typing, visitor, turn > 0)
+                          for visitor in self.visitors),
                         *(functools.partial(self._agent_typing, agent, turn)
                           for agent in range(len(self.agent_cookies)))]
                 gap = every / max(1, len(jobs))
@@ -323,19 +325,20 @@ class Load:
             for http in pool:
                 http.close()
 
-    async def _typing(self, visitor: Visitor, http: Http) -> None:
+    async def _typing(self, visitor: Visitor, refresh: bool, http: Http) -> None:
         path = f"/widget/{self.site_key}/conversations/{visitor.conversation_id}/typing"
-        if await _signal(http, path, {"typing": "1"}, {"X-Visitor-Token": visitor.token}):
+        data = {"typing": "1", **({"refresh": "1"} if refresh else {})}
+        if await _signal(http, path, data, {"X-Visitor-Token": visitor.token}):
             self.tally.signals += 1
 
     async def _agent_typing(self, agent: int, turn: int, http: Http) -> None:
         share = self.visitors[agent::len(self.agent_cookies)]  # round-robin, like assignment
         if not share:
             return
-        conversation = share[turn % len(share)].conversation_id
+        conversation = share[turn // AGENT_TURNS % len(share)].conversation_id
+        data = {"kind": "typing", **({"refresh": "1"} if turn % AGENT_TURNS else {})}
         headers = {"Cookie": self.agent_cookies[agent], "X-CSRF-Token": self.agent_csrf[agent]}
-        if await _signal(http, f"/conversations/{conversation}/signal", {"kind": "typing"},
-                         headers):
+        if await _signal(http, f"/conversations/{conversation}/signal", data, headers):
             self.tally.agent_signals += 1
 
     def visitor_deliveries_owed(self) -> int:

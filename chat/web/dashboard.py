@@ -137,7 +137,8 @@ async def reply(request: Request) -> Response:
 
 async def signal(request: Request) -> Response:
     """This agent is viewing the conversation (again every ``VIEWING_REFRESH`` seconds), typing
-    a reply or a private note (``note=1``), stopped typing, or left."""
+    a reply or a private note (``note=1``; ``refresh=1`` when repeated), stopped typing, or
+    left."""
     data = await Fields.of_body(request)
     agent = await require_agent(request, data)
     asked = data.text("kind")
@@ -150,8 +151,9 @@ async def signal(request: Request) -> Response:
     if state is None:
         raise NotFound("No such conversation.")
     side: Side = "note" if data.flag("note") else "agent"
-    await signals.publish(svc.broker, svc.presence,
-                          Signal(state.id, state.site_id, kind, side, agent.name, agent.id))
+    await signals.pass_on(svc.broker, svc.presence, svc.relay,
+                          Signal(state.id, state.site_id, kind, side, agent.name, agent.id),
+                          refresh=data.flag("refresh"))
     return Response(status_code=204)
 
 

@@ -306,7 +306,8 @@ TYPING_ACCESS: Expiring[tuple[str, str | None, int], Access] = Expiring(signals.
 
 
 async def typing(request: Request) -> Response:
-    """The visitor is typing (``typing=1``, again every couple of seconds) or stopped."""
+    """The visitor is typing (``typing=1``, again every couple of seconds with ``refresh=1``)
+    or stopped."""
     params = request.path_params
     access = await TYPING_ACCESS.get(
         (params["site_key"], request.headers.get(TOKEN_HEADER), params["conversation_id"]),
@@ -315,9 +316,9 @@ async def typing(request: Request) -> Response:
     data = await Fields.of_body(request)
     svc = services(request)
     await svc.limiter.hit(ratelimit.SIGNALS_PER_VISITOR, "visitor", str(access.visitor_id))
-    await signals.publish(svc.broker, svc.presence, Signal(
+    await signals.pass_on(svc.broker, svc.presence, svc.relay, Signal(
         access.conversation_id, access.row["id"], "typing" if data.flag("typing") else "stopped",
-        "visitor", access.row["visitor_name"] or ""))
+        "visitor", access.row["visitor_name"] or ""), refresh=data.flag("refresh"))
     return Response(status_code=204)
 
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from chat.signals import TYPING_TTL, VIEWING_TTL, Awareness, Signal
+from chat.signals import (
+    TYPING_REFRESH,
+    TYPING_RELAY,
+    TYPING_TTL,
+    VIEWING_TTL,
+    Awareness,
+    Relay,
+    Signal,
+)
 
 
 def typing(conversation_id: int) -> Signal:
@@ -41,3 +49,17 @@ def test_a_page_that_expires_leaves_when_it_was_last_seen() -> None:
                 now=0.0)
     assert aware.expire(VIEWING_TTL) == [4]
     assert aware.left_at(4) == 1_700_000_000.0
+
+
+def test_the_relay_passes_starts_at_once_and_a_refresh_only_once_per_relay_period() -> None:
+    relay = Relay(every=TYPING_RELAY)
+    note = Signal(1, 1, "typing", "note", "Alex", agent_id=7)
+    assert relay.passes(typing(1), refresh=False, now=0.0)  # a start
+    assert not relay.passes(typing(1), refresh=True, now=2.0)  # the streams still show it
+    assert relay.passes(typing(2), refresh=True, now=2.0)  # nothing of them went out here
+    assert relay.passes(typing(1), refresh=False, now=3.0)  # typing again after a send
+    assert not relay.passes(typing(1), refresh=True, now=3.0 + TYPING_RELAY - 0.1)
+    assert relay.passes(typing(1), refresh=True, now=3.0 + TYPING_RELAY)
+    assert relay.passes(note, refresh=True, now=9.0)  # a reply turned into a note is news
+    assert relay.passes(Signal(1, 1, "stopped", "visitor", "Maria"), refresh=True, now=9.1)
+    assert TYPING_RELAY + TYPING_REFRESH < TYPING_TTL  # a passed refresh always comes in time
