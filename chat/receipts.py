@@ -45,11 +45,17 @@ class Recorder:
         self._pending: dict[int, Receipts] = {}
         self._sides: dict[int, set[Side]] = {}  # whose cursors moved, by conversation
         self._known: dict[int, Receipts] = {}  # what is stored, as last written from here
+        # The newest delivery gathered or stored, by side and conversation: every dashboard
+        # reports each inbox row it wrote, so most reports repeat another stream's.
+        self._taken: dict[tuple[Side, int], int] = {}
         self._due = asyncio.Event()
 
     def delivered(self, side: Side, cursors: dict[int, int]) -> None:
         """A stream of ``side`` wrote these conversations' entries up to these sequences."""
         for conversation_id, seq in cursors.items():
+            if self._taken.get((side, conversation_id), -1) >= seq:
+                continue  # another stream of this side got there first: a lookup, no more
+            self._taken[side, conversation_id] = seq
             self._advance(side, Receipts.of(conversation_id, side, delivered=seq))
 
     def read(self, side: Side, conversation_id: int, seq: int) -> None:
@@ -91,10 +97,15 @@ class Recorder:
         self._pending, self._sides = {}, {}
         if not pending:
             return
-        async with self.pool.acquire() as conn:
-            written = await queries.advance(conn, list(pending.values()))
+        try:
+            async with self.pool.acquire() as conn:
+                written = await queries.advance(conn, list(pending.values()))
+        except BaseException:
+            self._taken.clear()  # what was gathered is lost: the next deliveries gather it
+            raise
         if len(self._known) > MAX_KNOWN:
             self._known.clear()  # rare; at worst a few cursors are written again
+            self._taken.clear()
         for receipts, site_id in written:
             self._known[receipts.conversation_id] = receipts
             for side in sides[receipts.conversation_id]:
