@@ -168,13 +168,22 @@ class Roster:
                 await self.refresh()
                 if time.monotonic() - self._refreshed >= VIEWING_REFRESH:
                     self._refreshed = time.monotonic()
-                    for sign in list(self._signs.values()):
-                        await signals.publish(self.broker, self.store,
-                                              dataclasses.replace(sign, at=time.time()))
+                    await self._say_visitors_are_here()
             except Exception:
                 logger.exception("Refreshing presence failed; trying again in %.0f s",
                                  self.tick)
             await asyncio.sleep(self.tick)
+
+    async def _say_visitors_are_here(self) -> None:
+        """Refresh each open widget's "here" before streams forget it, spread over half a
+        tick: a thousand at once held the process for a third of a second, and then every
+        dashboard took them all in one go."""
+        signs = list(self._signs.values())
+        gap = self.tick / 2 / max(1, len(signs))
+        for sign in signs:
+            await signals.publish(self.broker, self.store,
+                                  dataclasses.replace(sign, at=time.time()))
+            await asyncio.sleep(gap)
 
     async def refresh(self) -> None:
         """Keep this process's agents' entries alive, then read the team: tell this
