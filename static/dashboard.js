@@ -319,8 +319,8 @@
 
   if (form) {
     shownAssignee = document.getElementById("status-" + openId).dataset.assignee;
-    new MutationObserver(followStatus).observe(document.querySelector(".conversation-head"),
-                                               { childList: true, subtree: true });
+    // A new status comes by swap: the stream's, or a Claim, Close or Reopen answered.
+    document.addEventListener("htmx:after:swap", followStatus);
     form.addEventListener("submit", function (event) { event.preventDefault(); send(); });
     box.addEventListener("keydown", function (event) {
       if (cannedKeys(event)) return;
@@ -517,7 +517,7 @@
   }
   tick();
   setInterval(tick, 30000);
-  if (inbox) new MutationObserver(tick).observe(inbox, { childList: true });
+  if (inbox) document.addEventListener("htmx:after:swap", tick);  // rows came or changed
 
   // j / k: next and previous conversation; r: reply. Not while typing.
   document.addEventListener("keydown", function (event) {

@@ -76,6 +76,7 @@ def test_a_visitor_and_two_agents_work_a_conversation_live(
     send(frame, "Hi! My invoice is missing.")
     waiting = row(alex, "Maria Silva")
     expect(waiting).to_contain_text("My invoice is missing.")  # live, in Waiting
+    expect(waiting.locator("time.ago")).to_have_text("now")  # relative, from the swap on
     expect(waiting.locator(".unread")).to_have_text("1")
     expect(alex).to_have_title(re.compile(r"^\(1\) Inbox"))
     expect(alex.locator("#announcer")).to_have_text(  # for screen readers, in the live region
