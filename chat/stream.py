@@ -361,9 +361,14 @@ class Stream:
                 self.shown[state.id] = shown
                 batch += shown
                 rerendered = True
-        # ... and a re-rendered inbox row shows nobody typing until told again.
+        # ... and a re-rendered inbox row shows nobody typing until told again. What a stream
+        # shows of a conversation it does not watch is that row alone, so from now on it
+        # shows what nobody's awareness renders (a visitor who just sent needs no "stopped"
+        # frame: one per dashboard per message); of a watched one, everything is due again.
         if rerendered:
-            self.aware_shown[state.id] = set()  # all its awareness frames are due again
+            self.aware_shown[state.id] = (
+                set() if state.id in self.view.watched
+                else set(self.view.awareness_frames(state.id, NOBODY)))
             if self.view.audience == "agent":
                 self._reach(state.id, state.last_seq)
         if stopped or (rerendered and self.awareness.of(state.id)):
