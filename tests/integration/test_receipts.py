@@ -8,16 +8,11 @@ visitor's stream is on one process and the agent's on the other.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-
-import pytest
 
 from chat import db
 from tests.clients import Agent, Event, EventReader, Visitor
 from tests.conftest import Seed
 from tests.support import AppProcess
-
-StartApp = Callable[..., AppProcess]
 
 
 def marks(stream_events: list[Event], conversation_id: int) -> list[tuple[int, int]]:
@@ -45,16 +40,10 @@ async def stored(database: str, conversation_id: int) -> tuple[int, int, int, in
     return None if row is None else tuple(row)  # type: ignore[return-value]
 
 
-@pytest.mark.parametrize("processes", ["memory", "redis"])
 async def test_a_reply_is_delivered_by_the_visitors_stream_and_read_when_the_visitor_says(
-    processes: str, seed: Seed, app_env: dict[str, str], redis_url: str, start_app: StartApp,
-    database: str,
+    two_sides: tuple[AppProcess, AppProcess], seed: Seed, database: str,
 ) -> None:
-    if processes == "redis":
-        env = dict(app_env, REDIS_URL=redis_url)
-        widget_side, agent_side = start_app(env), start_app(env)
-    else:
-        widget_side = agent_side = start_app(app_env)
+    widget_side, agent_side = two_sides
     visitor = Visitor(widget_side.url, seed.site_key)
     assert (await visitor.start("Where is my order?")).status_code == 201
     conversation = visitor.conversation_id

@@ -21,8 +21,6 @@ from tests.clients import Agent, Event, EventReader, Visitor
 from tests.conftest import Seed
 from tests.support import AppProcess
 
-StartApp = Callable[..., AppProcess]
-
 
 def awareness(conversation_id: int) -> Callable[[Event], bool]:
     return lambda event: f'hx-target="#awareness-{conversation_id}"' in event.data
@@ -56,17 +54,10 @@ async def sam(seed: Seed, database: str) -> tuple[str, str]:
     return "sam@example.com", "sam password"
 
 
-@pytest.mark.parametrize("processes", ["memory", "redis"])
 async def test_typing_reaches_the_other_side_and_expires_when_the_typist_goes_quiet(
-    processes: str, seed: Seed, app_env: dict[str, str], redis_url: str, start_app: StartApp,
+    two_sides: tuple[AppProcess, AppProcess], seed: Seed,
 ) -> None:
-    # In memory mode one process serves both sides; with Redis, signals are posted to one
-    # process and streamed from the other.
-    if processes == "redis":
-        env = dict(app_env, REDIS_URL=redis_url)
-        posting, streaming = start_app(env), start_app(env)
-    else:
-        posting = streaming = start_app(app_env)
+    posting, streaming = two_sides  # with Redis, posted to one process, streamed from the other
     visitor = Visitor(posting.url, seed.site_key)
     assert (await visitor.start("hello", name="Dana")).status_code == 201
     conversation = visitor.conversation_id
@@ -159,17 +150,10 @@ async def first_awareness(open_stream: Callable[[], AbstractAsyncContextManager[
         return text(await next_matching(stream, awareness(conversation_id)))
 
 
-@pytest.mark.parametrize("processes", ["memory", "redis"])
 async def test_a_stream_that_opens_later_shows_who_is_there_until_it_expires(
-    processes: str, seed: Seed, sam: tuple[str, str], app_env: dict[str, str],
-    redis_url: str, start_app: StartApp,
+    two_sides: tuple[AppProcess, AppProcess], seed: Seed, sam: tuple[str, str],
 ) -> None:
-    # Signals are posted to one process; streams open afterwards on the other (with Redis).
-    if processes == "redis":
-        env = dict(app_env, REDIS_URL=redis_url)
-        posting, streaming = start_app(env), start_app(env)
-    else:
-        posting = streaming = start_app(app_env)
+    posting, streaming = two_sides  # streams open afterwards (with Redis, on the other one)
     visitor = Visitor(posting.url, seed.site_key)
     assert (await visitor.start("hello", name="Dana")).status_code == 201
     conversation = visitor.conversation_id
