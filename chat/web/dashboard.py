@@ -18,7 +18,7 @@ from chat.db import Connection
 from chat.errors import Invalid, NotFound
 from chat.events import agent_topic, session_topic, site_topic
 from chat.frames import Audience
-from chat.models import ALERT_LEVELS, Agent, AlertLevel, Alerts, ConversationState
+from chat.models import ALERT_LEVELS, Agent, Alerts, ConversationState
 from chat.queries import agents, canned, conversations, messages, sites, visitors
 from chat.roster import TEAM_TOPIC, Team
 from chat.services import Services, services
@@ -38,11 +38,7 @@ TABS: dict[Tab, str] = {"waiting": "Waiting", "mine": "Mine", "open": "All open"
 
 
 def _tab(request: Request) -> Tab:
-    tab = request.query_params.get("tab", "waiting")
-    for known in TABS:
-        if tab == known:
-            return known
-    raise Invalid(f"tab must be one of {', '.join(TABS)}.", "tab")
+    return Fields.of_query(request).choice("tab", TABS, default="waiting")
 
 
 async def home(request: Request) -> Response:
@@ -141,10 +137,7 @@ async def signal(request: Request) -> Response:
     left."""
     data = await Fields.of_body(request)
     agent = await require_agent(request, data)
-    asked = data.text("kind")
-    kind = next((known for known in AGENT_KINDS if known == asked), None)
-    if kind is None:
-        raise Invalid(f"kind must be one of {', '.join(AGENT_KINDS)}.", "kind")
+    kind = data.choice("kind", AGENT_KINDS)
     svc = services(request)
     async with svc.pool.acquire() as conn:
         state = await conversations.state(conn, request.path_params["conversation_id"])
@@ -309,7 +302,7 @@ async def set_alerts(request: Request) -> Response:
     checkbox), kept on the agent so that it follows them to every browser."""
     data = await Fields.of_body(request)
     agent = await require_agent(request, data)
-    chosen = Alerts(_alert_level(data.text("alerts")), data.flag("sound"))
+    chosen = Alerts(data.choice("alerts", ALERT_LEVELS), data.flag("sound"))
     async with services(request).pool.acquire() as conn:
         await agents.set_alerts(conn, agent.id, chosen)
     if request.headers.get("hx-request") == "true":
@@ -317,13 +310,6 @@ async def set_alerts(request: Request) -> Response:
     if wants_html(request):
         return RedirectResponse("/inbox", status_code=303)  # a browser without JavaScript
     return JSONResponse({"alerts": chosen.level, "sound": chosen.sound})
-
-
-def _alert_level(asked: str) -> AlertLevel:
-    for level in ALERT_LEVELS:
-        if level == asked:
-            return level
-    raise Invalid(f"alerts must be one of {', '.join(ALERT_LEVELS)}.", "alerts")
 
 
 def _inbox(request: Request) -> Inbox | None:

@@ -6,8 +6,8 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Collection, Mapping
+from typing import Any, TypeVar
 
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
@@ -24,6 +24,7 @@ from chat.web.security import SecurityHeaders
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+C = TypeVar("C", bound=str)  # one of a field's choices
 BODY_TIMEOUT_SECONDS = 30.0
 
 
@@ -135,6 +136,14 @@ class Fields:
         if value is None or value == "":
             return None
         return whole_number(value, name, maximum)
+
+    def choice(self, name: str, options: Collection[C], *, default: str = "") -> C:
+        """One of ``options``, typed as they are (a Literal), or a 4xx that lists them."""
+        asked = self.text(name, default=default)
+        for option in options:
+            if option == asked:
+                return option
+        raise Invalid(f"{name} must be one of {', '.join(options)}.", name)
 
     def flag(self, name: str) -> bool:
         """Checked boxes and switches: ``1``, ``true``, ``on`` or ``yes``, or JSON true."""

@@ -80,3 +80,13 @@ def test_route_ids_beyond_bigint_do_not_match() -> None:
     assert pattern.fullmatch("9" * 18)
     assert not pattern.fullmatch("9" * 19)  # may exceed bigint: the route answers 404
     assert not pattern.fullmatch("\u0661")  # ARABIC-INDIC DIGIT ONE
+
+
+def test_a_choice_is_one_of_its_options_or_a_422_that_lists_them() -> None:
+    levels = ("all", "mine", "none")
+    assert Fields({"alerts": "mine"}).choice("alerts", levels) == "mine"
+    assert Fields({}).choice("tab", levels, default="all") == "all"
+    with pytest.raises(Invalid, match="^alerts must be one of all, mine, none.$"):
+        Fields({"alerts": "loud"}).choice("alerts", levels)
+    with pytest.raises(Invalid, match="^alerts must be one of"):
+        Fields({}).choice("alerts", levels)  # absent, with no default
