@@ -73,12 +73,6 @@ async def active_admins(conn: Connection) -> int:
     return total
 
 
-async def alerts(conn: Connection, agent_id: int) -> Alerts:
-    row: Record | None = await conn.fetchrow(
-        "SELECT alerts, alert_sound FROM agents WHERE id = $1", agent_id)
-    return Alerts(row["alerts"], row["alert_sound"]) if row else Alerts()
-
-
 async def set_alerts(conn: Connection, agent_id: int, chosen: Alerts) -> None:
     await conn.execute(
         "UPDATE agents SET alerts = $2, alert_sound = $3, updated_at = now() WHERE id = $1",

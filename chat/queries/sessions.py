@@ -22,10 +22,12 @@ async def insert(
 
 
 async def agent_for(conn: Connection, token_hash: bytes) -> Record | None:
-    """The active agent of an unexpired session, with the session's CSRF token and end."""
+    """The active agent of an unexpired session, with the session's CSRF token and end,
+    and the agent's alert preference (pages show it)."""
     row: Record | None = await conn.fetchrow(
         """
-        SELECT a.id, a.email, a.name, a.role, s.csrf_token, s.expires_at
+        SELECT a.id, a.email, a.name, a.role, a.alerts, a.alert_sound, s.csrf_token,
+               s.expires_at
           FROM agent_sessions s JOIN agents a ON a.id = s.agent_id
          WHERE s.token_hash = $1 AND s.expires_at > now() AND a.active
         """,

@@ -16,7 +16,7 @@ from chat.actions import agents as agent_actions
 from chat.actions import sessions as session_actions
 from chat.actions.sessions import SignedIn
 from chat.errors import ChatError, Forbidden, NotFound, Unauthorized
-from chat.models import Agent
+from chat.models import Agent, Alerts
 from chat.queries import agents, sessions
 from chat.services import services
 from chat.templating import templates
@@ -34,12 +34,14 @@ class SignInRequired(Unauthorized):
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """A signed-in dashboard session: who, its CSRF token, and when it ends."""
+    """A signed-in dashboard session: who, its CSRF token, when it ends, and how the agent
+    wants to be alerted (read with the session: every dashboard page shows it)."""
 
     agent: Agent
     csrf: str
     token_hash: bytes
     expires_at: datetime
+    alerts: Alerts
 
 
 async def current_session(conn: HTTPConnection) -> Session | None:
@@ -53,7 +55,8 @@ async def current_session(conn: HTTPConnection) -> Session | None:
     if row is None:
         return None
     agent = Agent(id=row["id"], name=row["name"], email=row["email"], role=row["role"])
-    return Session(agent, row["csrf_token"], token_hash, row["expires_at"])
+    return Session(agent, row["csrf_token"], token_hash, row["expires_at"],
+                   Alerts(row["alerts"], row["alert_sound"]))
 
 
 async def require_agent(request: Request, form: Fields | None = None) -> Agent:

@@ -70,10 +70,10 @@ async def _page(request: Request, agent: Agent, conversation_id: int | None) -> 
         rows = (await conversations.search(conn, query, 100) if query else
                 await conversations.inbox(conn, closed=tab == "closed", limit=INBOX_SIZE))
         reads = await conversations.reads(conn, agent.id)
-        alerts = await agents.alerts(conn, agent.id)
     return templates.TemplateResponse(request, "pages/inbox.html", {
         "agent": agent, "tab": tab, "tabs": TABS, "query": query, "conversations": rows,
-        "reads": reads, "open": opened, "alerts": alerts, "alert_levels": ALERT_LEVELS,
+        "reads": reads, "open": opened, "alerts": request.state.session.alerts,
+        "alert_levels": ALERT_LEVELS,
         "team": svc.roster.team if svc.roster else Team(),
     })
 
