@@ -426,9 +426,7 @@
   document.addEventListener("htmx:response:error", function (event) {
     var ctx = event.detail.ctx;
     if (ctx.response.status === 409) return;  // the swapped-in state says what happened
-    var holder = document.createElement("div");
-    holder.innerHTML = ctx.text || "";
-    toast.textContent = holder.textContent.trim() || "Something went wrong.";
+    toast.textContent = ChatMessages.reason(ctx.text) || "Something went wrong.";
     toast.hidden = false;
     setTimeout(function () { toast.hidden = true; }, 6000);
   });

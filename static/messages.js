@@ -55,15 +55,13 @@ window.ChatMessages = (function () {
    * error, a limit (429) or an outage (5xx) gets a Retry button, which waits out the
    * server's Retry-After (seconds) with a countdown. */
   function fail(bubble, response, html) {
-    var holder = document.createElement("div");
-    holder.innerHTML = html || "";
-    var reason = holder.textContent.trim();
+    var why = reason(html);
     var status = response ? response.status : 0;
     var retryable = status === 0 || status === 429 || status >= 500;
     bubble.classList.remove("pending");
     bubble.classList.add("failed");
     var note = bubble.querySelector(".state");
-    note.textContent = "Not sent." + (reason ? " " + reason : "") + " ";
+    note.textContent = "Not sent." + (why ? " " + why : "") + " ";
     if (!retryable) return;
     var button = document.createElement("button");
     button.type = "button";
@@ -77,6 +75,14 @@ window.ChatMessages = (function () {
       if (wait-- > 0) setTimeout(tick, 1000);
     };
     tick();
+  }
+
+  /* What an error answer says: the text of its fragment (templates/partials/error.html),
+   * "" for none. */
+  function reason(html) {
+    var holder = document.createElement("div");
+    holder.innerHTML = html || "";
+    return holder.textContent.trim();
   }
 
   /* The failed bubbles under ``root`` that may be sent again (a network error, a limit, an
@@ -291,7 +297,7 @@ window.ChatMessages = (function () {
   }
 
   return { pending: pending, sending: sending, settle: settle, fail: fail, arrived: arrived,
-           failed: failed, retryable: retryable,
+           failed: failed, retryable: retryable, reason: reason,
            typing: typing, announce: announce, prependOlder: prependOlder, chime: chime,
            canChime: canChime, localTimes: localTimes, follow: follow, newestSeq: newestSeq,
            prepareAudio: prepareAudio, unlockAudio: unlockAudio, watchAudio: watchAudio };

@@ -535,7 +535,10 @@
     button.disabled = true;
     request("POST", "/conversations/" + state.conversation + "/close").then(function (response) {
       return response.text().then(function (html) {
-        if (!response.ok) { showError(reasonOf(html)); return; }  // a limit, an outage
+        if (!response.ok) {  // a limit, an outage
+          showError(ChatMessages.reason(html) || "Couldn't end the chat. Please try again.");
+          return;
+        }
         askToEnd(false);
         show(html);
         var again = chat.querySelector("[data-action=new]");
@@ -544,12 +547,6 @@
     }).catch(function () {
       showError("Can't reach the chat right now. Please try again.");
     }).finally(function () { button.disabled = false; });
-  }
-
-  function reasonOf(html) {
-    var holder = document.createElement("div");
-    holder.innerHTML = html;
-    return holder.textContent.trim() || "Couldn't end the chat. Please try again.";
   }
 
   // The stream cannot serve this conversation (or anything): show it anew from the server.
