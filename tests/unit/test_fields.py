@@ -86,7 +86,7 @@ def test_a_choice_is_one_of_its_options_or_a_422_that_lists_them() -> None:
     levels = ("all", "mine", "none")
     assert Fields({"alerts": "mine"}).choice("alerts", levels) == "mine"
     assert Fields({}).choice("tab", levels, default="all") == "all"
-    with pytest.raises(Invalid, match="^alerts must be one of all, mine, none.$"):
+    with pytest.raises(Invalid, match=r"^alerts must be one of all, mine, none\.$"):
         Fields({"alerts": "loud"}).choice("alerts", levels)
-    with pytest.raises(Invalid, match="^alerts must be one of"):
+    with pytest.raises(Invalid, match=r"^alerts must be one of"):
         Fields({}).choice("alerts", levels)  # absent, with no default
