@@ -301,19 +301,23 @@ def test_a_user_the_host_site_identifies_reaches_the_agent_verified(
     agent.close()
 
 
+def paint(database: str, site_key: str, color: str) -> None:
+    """Give the site this brand colour, as an admin would in its settings."""
+    async def update() -> None:
+        async with db.connect(database) as conn:
+            await conn.execute(
+                "UPDATE sites SET settings = settings || jsonb_build_object('color', $2::text) "
+                "WHERE public_key = $1", site_key, color)
+
+    run_async(update())
+
+
 def test_the_closed_launcher_shows_the_sites_colour_before_the_chat_is_opened(
     new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
     embed: Callable[[AppProcess], Widget], database: str,
 ) -> None:
     widget = embed(start_app(app_env))
-
-    async def paint_green() -> None:
-        async with db.connect(database) as conn:
-            await conn.execute(
-                "UPDATE sites SET settings = settings || '{\"color\": \"#16a34a\"}'::jsonb "
-                "WHERE public_key = $1", widget.site_key)
-
-    run_async(paint_green())
+    paint(database, widget.site_key, "#16a34a")  # green
     page = new_context().new_page()
     page.goto(widget.host.url)
     launcher = page.get_by_role("button", name="Open chat")
@@ -379,14 +383,7 @@ def test_pre_chat_text_is_plain_and_focus_rings_show_on_a_light_brand_colour(
     embed: Callable[[AppProcess], Widget], database: str,
 ) -> None:
     widget = embed(start_app(app_env))
-
-    async def paint_pale_yellow() -> None:
-        async with db.connect(database) as conn:
-            await conn.execute(
-                "UPDATE sites SET settings = settings || '{\"color\": \"#fde68a\"}'::jsonb "
-                "WHERE public_key = $1", widget.site_key)
-
-    run_async(paint_pale_yellow())
+    paint(database, widget.site_key, "#fde68a")  # pale yellow
     page = new_context().new_page()
     page.goto(widget.host.url)
     page.keyboard.press("Tab")
