@@ -59,6 +59,20 @@ RESYNC: Final = _Resync()
 Item = Delivery | _Resync  # what a subscription hands its consumer
 
 
+class _Drop:
+    """What a consumer's ``defer`` says of a delivery it would not show at all."""
+
+    def __repr__(self) -> str:
+        return "DROP"
+
+
+DROP: Final = _Drop()
+# What a consumer's ``defer`` says of a delivery: what it updates and its version, if it may
+# wait; None if it may not; DROP if the consumer has no use for it.
+Deferred = tuple[Hashable, int] | _Drop | None
+Defer = Callable[[Delivery], Deferred]
+
+
 class Overflow(Exception):
     """The subscription's queue filled up: its consumer fell behind and must resume later."""
 
@@ -75,12 +89,13 @@ class Subscription:
     None for a delivery that must not wait), only the newest version of each state is kept,
     and they are released together at most ``tick`` seconds after the first was held, or earlier
     with the next delivery that cannot wait. A consumer of every inbox row of a busy site
-    then wakes a few times a second, not once per message.
+    then wakes a few times a second, not once per message. ``DROP`` from ``defer`` discards
+    a delivery the consumer would not show (another agent's typing in an inbox row).
     """
 
     def __init__(
         self, maxsize: int = DEFAULT_QUEUE_SIZE, on_overflow: Callable[[], None] | None = None,
-        defer: Callable[[Delivery], tuple[Hashable, int] | None] | None = None,
+        defer: Defer | None = None,
         tick: float = 0.25,
     ) -> None:
         self.topics: set[str] = set()
@@ -124,6 +139,8 @@ class Subscription:
         deferred = self._defer(delivery) if self._defer is not None else None
         if deferred is None:
             return False
+        if isinstance(deferred, _Drop):
+            return True  # as if outdated already: the consumer never hears of it
         key, version = deferred
         held = self._held.get(key)
         if held is None or held[0] < version:
@@ -286,7 +303,7 @@ async def subscribed(
     topics: Iterable[str],
     maxsize: int = DEFAULT_QUEUE_SIZE,
     on_overflow: Callable[[], None] | None = None,
-    defer: Callable[[Delivery], tuple[Hashable, int] | None] | None = None,
+    defer: Defer | None = None,
     tick: float = 0.25,
 ) -> AsyncIterator[Subscription]:
     """A subscription to ``topics`` (see :class:`Subscription`) that is removed from the

@@ -26,12 +26,12 @@ import functools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from chat import events, frames, metrics, receipts, signals
-from chat.broker import RESYNC, Delivery, Item, Overflow, subscribed
+from chat.broker import DROP, RESYNC, Deferred, Delivery, Item, Overflow, subscribed
 from chat.db import Connection
 from chat.events import Cursor
 from chat.frames import Audience
@@ -208,8 +208,9 @@ class Stream:
         return batch, "live"
 
     def _heard(self, signal: Signal) -> list[bytes]:
-        if not self.view.hears(signal) or not self.awareness.heard(signal, time.monotonic()):
-            return []  # not shown here, or shown already (a refresh)
+        # What the view does not hear was dropped on arrival (_deferrable).
+        if not self.awareness.heard(signal, time.monotonic()):
+            return []  # shown already (a refresh)
         return self._awareness([signal.conversation_id])
 
     def _awareness(self, conversation_ids: Collection[int]) -> list[bytes]:
@@ -243,7 +244,7 @@ class Stream:
             self.svc.recorder.delivered(self.view.audience, self.reached)
         self.reached.clear()
 
-    def _deferrable(self, delivery: Delivery) -> tuple[Hashable, int] | None:
+    def _deferrable(self, delivery: Delivery) -> Deferred:
         """What a delivery updates, if it may wait for the next tick: the state of a
         conversation whose history this stream does not carry (an inbox row is state,
         see the design, section 5); entries and the watched conversations' status never
@@ -252,11 +253,11 @@ class Stream:
             return None
         if receipts.is_receipts(delivery.payload):
             heard = decode_receipts(delivery.payload)
-            if heard.conversation_id in self.view.watched:
-                return None
-            return ("receipts", heard.conversation_id), sum(heard.cursors)  # shown nowhere
+            return None if heard.conversation_id in self.view.watched else DROP  # shown nowhere
         if signals.is_signal(delivery.payload):
             signal = decode_signal(delivery.payload)
+            if not self.view.hears(signal):
+                return DROP  # every dashboard of a site hears every signal of it
             if signal.conversation_id in self.view.watched:
                 return None
             return (signal.conversation_id, signal.participant), int(signal.at * 1000)

@@ -7,14 +7,15 @@ that may not, so the tests read as the order of events they describe.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable
 
-from chat.broker import RESYNC, Delivery, Item, Subscription
+from chat.broker import DROP, RESYNC, Deferred, Delivery, Item, Subscription
 
 TICK = 0.05
 
 
-def deferrable(delivery: Delivery) -> tuple[Hashable, int] | None:
+def deferrable(delivery: Delivery) -> Deferred:
+    if delivery.payload.startswith(b"unwanted"):
+        return DROP
     key, _, version = delivery.payload.decode().partition(":")
     return (key, int(version)) if version else None
 
@@ -89,3 +90,12 @@ async def test_without_defer_every_delivery_is_queued_at_once() -> None:
     sub.offer(update("row-1", 1))
     sub.offer(update("row-1", 2))
     assert payloads(await woken(sub, timeout=1)) == ["row-1:1", "row-1:2"]
+
+
+async def test_what_the_consumer_has_no_use_for_is_dropped_on_arrival() -> None:
+    sub = Subscription(defer=deferrable, tick=TICK)
+    sub.offer(urgent("unwanted"))
+    sub.offer(update("unwanted-row", 1))
+    assert sub.pending() == 0  # neither queued nor held, and nothing woke
+    sub.offer(urgent("reload"))
+    assert payloads(await woken(sub)) == ["reload"]
