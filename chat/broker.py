@@ -18,7 +18,7 @@ import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -59,18 +59,8 @@ RESYNC: Final = _Resync()
 Item = Delivery | _Resync  # what a subscription hands its consumer
 
 
-class _Drop:
-    """What a consumer's ``defer`` says of a delivery it would not show at all."""
-
-    def __repr__(self) -> str:
-        return "DROP"
-
-
-DROP: Final = _Drop()
-# What a consumer's ``defer`` says of a delivery: what it updates and its version, if it may
-# wait; None if it may not; DROP if the consumer has no use for it.
-Deferred = tuple[Hashable, int] | _Drop | None
-Defer = Callable[[Delivery], Deferred]
+# Whether a consumer has no use for a delivery: such a one is dropped on arrival.
+Unwanted = Callable[[Delivery], bool]
 
 
 class Overflow(Exception):
@@ -82,21 +72,14 @@ class Subscription:
 
     Brokers never block on a slow consumer: when the queue is full the subscription is
     marked overflowed and :meth:`get` raises :class:`Overflow`, so the consumer can
-    disconnect and later resume from its own cursor.
-
-    With ``defer``, deliveries that only update state the consumer may show late are held
-    instead of queued: ``defer`` names the state a delivery updates and its version (or
-    None for a delivery that must not wait), only the newest version of each state is kept,
-    and they are released together at most ``tick`` seconds after the first was held, or earlier
-    with the next delivery that cannot wait. A consumer of every inbox row of a busy site
-    then wakes a few times a second, not once per message. ``DROP`` from ``defer`` discards
-    a delivery the consumer would not show (another agent's typing in an inbox row).
+    disconnect and later resume from its own cursor. What ``unwanted`` says the consumer
+    has no use for (a dashboard hears every change of its sites, and shows a few) is
+    dropped on arrival, never queued and never waking it.
     """
 
     def __init__(
         self, maxsize: int = DEFAULT_QUEUE_SIZE, on_overflow: Callable[[], None] | None = None,
-        defer: Defer | None = None,
-        tick: float = 0.25,
+        unwanted: Unwanted | None = None,
     ) -> None:
         self.topics: set[str] = set()
         self.overflowed = False
@@ -107,11 +90,7 @@ class Subscription:
         # collection walks them all.
         self._items: deque[Item] = deque()
         self._waiter: asyncio.Future[None] | None = None
-        self._defer = defer
-        self._tick = tick
-        self._held: dict[Hashable, tuple[int, Delivery]] = {}
-        self._release: asyncio.TimerHandle | None = None
-        self._ripe = False  # the tick passed: what is held may go
+        self._unwanted = unwanted
 
     def offer(self, item: Item) -> None:
         """Queue an item without waiting; called by brokers."""
@@ -120,13 +99,12 @@ class Subscription:
         if item is RESYNC:
             # A resync supersedes whatever is queued: the consumer will re-read it all.
             self._items.clear()
-            self._held.clear()
-        elif isinstance(item, Delivery) and self._hold(item):
+        elif (self._unwanted is not None and isinstance(item, Delivery)
+              and self._unwanted(item)):
             return
         elif 0 < self._maxsize <= len(self._items):  # as asyncio.Queue: 0 is unbounded
             self.overflowed = True
             self._items.clear()  # the consumer resumes from its cursor, not from these
-            self._held.clear()
             self._wake()  # a waiting get() raises
             if self._on_overflow is not None:
                 self._on_overflow()
@@ -134,37 +112,13 @@ class Subscription:
         self._items.append(item)
         self._wake()
 
-    def _hold(self, delivery: Delivery) -> bool:
-        """Hold ``delivery`` if it may wait; True if it was held (or is already outdated)."""
-        deferred = self._defer(delivery) if self._defer is not None else None
-        if deferred is None:
-            return False
-        if isinstance(deferred, _Drop):
-            return True  # as if outdated already: the consumer never hears of it
-        key, version = deferred
-        held = self._held.get(key)
-        if held is None or held[0] < version:
-            self._held[key] = (version, delivery)
-        if self._release is None:
-            # Dashboards all hold the same site's rows from the same first message: a tick
-            # of random length keeps them from all waking, and writing, at the same moment.
-            self._release = asyncio.get_running_loop().call_later(
-                self._tick * random.uniform(0.5, 1.0), self._ripen)
-        return True
-
     async def get(self) -> Item:
-        """The next delivery or :data:`RESYNC`; raise :class:`Overflow` once it overflowed.
-
-        Held deliveries come out once their tick has passed, or with the next one that
-        could not wait."""
+        """The next delivery or :data:`RESYNC`; raise :class:`Overflow` once it overflowed."""
         while True:
             if self.overflowed:
                 raise Overflow
-            if self._held and (self._ripe or self._items):
-                self._items.extend(self._take_held())
             if self._items:
                 return self._items.popleft()
-            self._ripe = False  # ripe, but a resync took what was held
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
@@ -172,32 +126,14 @@ class Subscription:
                 self._waiter = None
 
     def ready(self) -> list[Item]:
-        """Everything queued now (held deliveries included), without waiting: a consumer
-        that was woken takes it all in one go."""
-        items = [*self._items, *self._take_held()]
+        """Everything queued now, without waiting: a consumer that was woken takes it all
+        in one go."""
+        items = list(self._items)
         self._items.clear()
         return items
 
-    def _take_held(self) -> list[Delivery]:
-        held = [delivery for _, delivery in self._held.values()]
-        self._held.clear()
-        self.cancel_release()
-        return held
-
-    def _ripen(self) -> None:
-        self._release = None
-        self._ripe = True
-        self._wake()
-
-    def cancel_release(self) -> None:
-        """Forget the pending release (what was held was taken, or the consumer is leaving)."""
-        self._ripe = False
-        if self._release is not None:
-            self._release.cancel()
-            self._release = None
-
     def pending(self) -> int:
-        return len(self._items) + len(self._held)
+        return len(self._items)
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -303,17 +239,15 @@ async def subscribed(
     topics: Iterable[str],
     maxsize: int = DEFAULT_QUEUE_SIZE,
     on_overflow: Callable[[], None] | None = None,
-    defer: Defer | None = None,
-    tick: float = 0.25,
+    unwanted: Unwanted | None = None,
 ) -> AsyncIterator[Subscription]:
     """A subscription to ``topics`` (see :class:`Subscription`) that is removed from the
     broker however the block ends."""
-    sub = Subscription(maxsize, on_overflow, defer, tick)
+    sub = Subscription(maxsize, on_overflow, unwanted)
     try:
         await broker.subscribe(sub, topics)
         yield sub
     finally:
-        sub.cancel_release()
         await broker.unsubscribe(sub)
 
 

@@ -40,6 +40,9 @@ def session_topic(token_hash: bytes) -> str:
 
 
 RELOAD = b"reload"  # a control payload: not a Change
+# Not a topic anyone publishes to: what a dashboard's stream gets from its process's
+# inbox rows (see chat.rows), each batch ready to write.
+ROWS = "rows"
 
 
 async def publish(broker: Broker, change: Change) -> None:

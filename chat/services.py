@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # chat.repair needs chat.stream, which needs this module
     from chat.receipts import Recorder
     from chat.repair import Repairer
     from chat.roster import Roster
+    from chat.rows import RowFeed
 
 
 @dataclass
@@ -35,6 +36,12 @@ class Services:
     roster: Roster | None = None  # who is here (see chat.roster)
     recorder: Recorder | None = None  # what was delivered and read (see chat.receipts)
     relay: Relay = field(default_factory=Relay)  # which typing refreshes go out
+    rows: RowFeed = field(init=False)  # the inbox rows every dashboard shows (chat.rows)
+
+    def __post_init__(self) -> None:
+        from chat.rows import RowFeed  # chat.rows needs chat.stream, which needs this module
+
+        self.rows = RowFeed(self.broker, self.recorder)
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -5,9 +5,8 @@ A stream carries two kinds of data (see the design, section 5):
 - **state** (inbox rows, a conversation's status) is re-rendered from the database whenever
   the stream (re)connects or resyncs, and afterwards updated from published changes,
   dropping any change older than what was already shown (each state has a version);
-  the state of conversations it does not watch waits up to ``StreamLimits.state_tick``
-  so that a busy site costs each dashboard a few writes a second, each row sent once in
-  its newest version, instead of a write per message;
+  inbox rows, the state of conversations a dashboard does not watch, come instead from
+  its process's feed (:mod:`chat.rows`), a batch a tick, shared by every dashboard;
 - **history** of the conversations the stream watches (one page's, or every tab's of a
   browser when one tab holds the stream for all) is sent with ``id: C-S`` cursors: for
   each conversation, replayed from the database after the client's cursor, then live,
@@ -22,6 +21,7 @@ cannot be served (another conversation, beyond the end, or too far behind) get a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import random
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from chat import events, frames, metrics, receipts, signals
-from chat.broker import DROP, RESYNC, Deferred, Delivery, Item, Overflow, subscribed
+from chat.broker import RESYNC, Delivery, Item, Overflow, Subscription, subscribed
 from chat.db import Connection
 from chat.events import Cursor
 from chat.frames import Audience
@@ -81,13 +81,18 @@ class View(Protocol):
         """The conversations whose history this stream carries (maybe none)."""
         ...
 
+    @property
+    def row_topics(self) -> Sequence[str]:
+        """The sites whose inbox rows this stream shows (see :mod:`chat.rows`), if any."""
+        ...
+
     async def snapshot(self, conn: Connection) -> tuple[list[bytes], list[ConversationState]]:
         """Frames that re-render all of this view's state, and the states they showed
         (every watched conversation's among them)."""
         ...
 
     def state_frames(self, state: ConversationState) -> list[bytes]:
-        """Frames that show a changed conversation state (empty when not shown here)."""
+        """Frames that show a watched conversation's changed state."""
         ...
 
     def hears(self, signal: Signal) -> bool:
@@ -108,9 +113,6 @@ class StreamLimits:
     queue_size: int = 256
     replay_limit: int = 500
     heartbeat: float | None = None  # at most this long with nothing to send, yield IDLE
-    # How long the state of conversations whose history the stream does not carry (inbox
-    # rows) may wait, so that all that changed meanwhile goes in one write, each row once.
-    state_tick: float = 0.25
 
 
 @dataclass
@@ -156,9 +158,9 @@ class Stream:
         audience = self.view.audience
         metrics.STREAMS_OPEN.labels(audience).inc()
         try:
-            async with subscribed(self.svc.broker, self.view.topics, self.limits.queue_size,
-                                  self._fall_behind, self._deferrable,
-                                  self.limits.state_tick) as sub:
+            async with (subscribed(self.svc.broker, self.view.topics, self.limits.queue_size,
+                                   self._fall_behind, self._unwanted) as sub,
+                        self._rows(sub)):
                 batch, source = await self._catch_up(), "replay"
                 # Only now: a client that writes once it has the hello is sure to hear of it,
                 # even without a cursor (live from the catch-up's "now").
@@ -188,6 +190,18 @@ class Stream:
         finally:
             metrics.STREAMS_OPEN.labels(audience).dec()
 
+    @contextlib.asynccontextmanager
+    async def _rows(self, sub: Subscription) -> AsyncIterator[None]:
+        """Inbox rows from the process's feed, from before the catch-up reads them on."""
+        if not self.view.row_topics:
+            yield
+            return
+        await self.svc.rows.join(sub, self.view.row_topics)
+        try:
+            yield
+        finally:
+            await self.svc.rows.leave(sub)
+
     async def _handle(self, items: Sequence[Item]) -> tuple[list[bytes] | None, str]:
         """Frames for what woke the stream, all sent in one write (None: reload instead)."""
         if any(item is RESYNC for item in items):
@@ -195,9 +209,11 @@ class Stream:
         batch: list[bytes] = []
         for item in items:
             assert isinstance(item, Delivery)
-            if item.payload == events.RELOAD:
+            if item.topic == events.ROWS:
+                batch.append(item.payload)  # joined once for every dashboard
+            elif item.payload == events.RELOAD:
                 return None, "live"  # signed out, or its state can no longer be shown
-            if signals.is_signal(item.payload):
+            elif signals.is_signal(item.payload):
                 batch += self._heard(decode_signal(item.payload))
             elif is_team(item.payload):
                 batch += self.view.team_frames(Team.decode(item.payload))
@@ -208,7 +224,7 @@ class Stream:
         return batch, "live"
 
     def _heard(self, signal: Signal) -> list[bytes]:
-        # What the view does not hear was dropped on arrival (_deferrable).
+        # What the view does not hear was dropped on arrival (_unwanted).
         if not self.awareness.heard(signal, time.monotonic()):
             return []  # shown already (a refresh)
         return self._awareness([signal.conversation_id])
@@ -244,25 +260,18 @@ class Stream:
             self.svc.recorder.delivered(self.view.audience, self.reached)
         self.reached.clear()
 
-    def _deferrable(self, delivery: Delivery) -> Deferred:
-        """What a delivery updates, if it may wait for the next tick: the state of a
-        conversation whose history this stream does not carry (an inbox row is state,
-        see the design, section 5); entries and the watched conversations' status never
-        wait."""
-        if delivery.payload == events.RELOAD or is_team(delivery.payload):
-            return None
-        if receipts.is_receipts(delivery.payload):
-            heard = decode_receipts(delivery.payload)
-            return None if heard.conversation_id in self.view.watched else DROP  # shown nowhere
-        if signals.is_signal(delivery.payload):
-            signal = decode_signal(delivery.payload)
-            if not self.view.hears(signal):
-                return DROP  # every dashboard of a site hears every signal of it
-            if signal.conversation_id in self.view.watched:
-                return None
-            return (signal.conversation_id, signal.participant), int(signal.at * 1000)
-        state = decode(delivery.payload).conversation
-        return None if state.id in self.view.watched else (state.id, state.version)
+    def _unwanted(self, delivery: Delivery) -> bool:
+        """What concerns a conversation this stream does not watch: a dashboard hears its
+        sites' topics for the conversations it has open, and gets the inbox rows of them
+        all from its process's feed (chat.rows)."""
+        payload = delivery.payload
+        if delivery.topic == events.ROWS or payload == events.RELOAD or is_team(payload):
+            return False
+        if receipts.is_receipts(payload):
+            return decode_receipts(payload).conversation_id not in self.view.watched
+        if signals.is_signal(payload):
+            return not self.view.hears(decode_signal(payload))
+        return decode(payload).conversation.id not in self.view.watched
 
     def _time_left(self) -> float | None:
         """How long to wait for a delivery: until the end, if the stream has one, and
@@ -291,12 +300,12 @@ class Stream:
         """
         async with self.svc.pool.acquire() as conn:
             batch, states = await self.view.snapshot(conn)
-            self._remember(states)
             if self.svc.repairer is not None:
                 self.svc.repairer.saw(states)
             self.shown.clear()  # the snapshot re-rendered everything
             self.aware_shown.clear()
             watched = {s.id: s for s in states if s.id in self.view.watched}
+            self._remember(list(watched.values()))
             self.refused = [id_ for id_, state in watched.items() if not self._position(state)]
             if self.refused:
                 return None
@@ -308,6 +317,8 @@ class Stream:
         for state in states:  # the page has each up to here now, or an inbox row of it
             self._reach(state.id, state.last_seq)
         await self._recall([s.id for s in states])
+        if self.view.row_topics:
+            batch += self.svc.rows.marks()
         if self.svc.roster is not None:
             batch += self.view.team_frames(self.svc.roster.team)
         return batch + self._awareness([s.id for s in states if self.awareness.knows(s.id)])
@@ -317,8 +328,12 @@ class Stream:
         when they signalled: a stream that opens shows them before their next refresh."""
         now, wall = time.monotonic(), time.time()
         for signal in await signals.recall(self.svc.presence, conversation_ids):
+            heard_at = now - max(0.0, wall - signal.at)
             if self.view.hears(signal):
-                self.awareness.heard(signal, now - max(0.0, wall - signal.at))
+                self.awareness.heard(signal, heard_at)
+            elif (self.view.row_topics and signal.participant == "visitor"
+                  and signal.kind == "typing"):
+                self.svc.rows.recalled(signal.conversation_id, heard_at + signals.TYPING_TTL)
 
     def _position(self, conversation: ConversationState) -> bool:
         """Settle where replay of ``conversation`` starts: the client's cursor, or now.
@@ -362,16 +377,9 @@ class Stream:
                 self.shown[state.id] = shown
                 batch += shown
                 rerendered = True
-        # ... and a re-rendered inbox row shows nobody typing until told again. What a stream
-        # shows of a conversation it does not watch is that row alone, so from now on it
-        # shows what nobody's awareness renders (a visitor who just sent needs no "stopped"
-        # frame: one per dashboard per message); of a watched one, everything is due again.
+        # ... and a re-rendered status shows nobody typing: everything is due again.
         if rerendered:
-            self.aware_shown[state.id] = (
-                set() if state.id in self.view.watched
-                else set(self.view.awareness_frames(state.id, NOBODY)))
-            if self.view.audience == "agent":
-                self._reach(state.id, state.last_seq)
+            self.aware_shown[state.id] = set()
         if stopped or (rerendered and self.awareness.of(state.id)):
             batch += self._awareness([state.id])
         if state.id not in self.sent:  # not watched, or not caught up with yet

@@ -203,8 +203,16 @@ class AgentView:
 
     @property
     def topics(self) -> list[str]:
-        return [*(site_topic(site_id) for site_id in self.site_ids), agent_topic(self.agent_id),
-                self.session_topic, TEAM_TOPIC]
+        # The sites' topics carry what the open conversations show; rows come from the
+        # process's feed (chat.rows), so an inbox alone hears none of the sites' traffic.
+        sites = [site_topic(site_id) for site_id in self.site_ids] if self.watched else []
+        return [*sites, agent_topic(self.agent_id), self.session_topic, TEAM_TOPIC]
+
+    @property
+    def row_topics(self) -> list[str]:
+        if self.inbox is None:
+            return []
+        return [site_topic(site_id) for site_id in self.site_ids]
 
     async def snapshot(self, conn: Connection) -> tuple[list[bytes], list[ConversationState]]:
         states: list[ConversationState] = []
@@ -221,31 +229,20 @@ class AgentView:
         return batch, states
 
     def state_frames(self, state: ConversationState) -> list[bytes]:
-        batch = [frames.inbox_row(state)] if self.inbox is not None else []
-        if state.id in self.watched:
-            batch.append(frames.status(state, "agent"))
-        return batch
+        return [frames.status(state, "agent")]  # its row comes with all the others
 
     def hears(self, signal: Signal) -> bool:
-        """Everyone else in the conversations its pages show; visitors typing on rows."""
-        if signal.agent_id == self.agent_id:
-            return False  # the agent's own typing, in any of their tabs
-        return signal.conversation_id in self.watched or (
-            self.inbox is not None and signal.participant == "visitor")
+        """Everyone else in the conversations its pages show (rows: see chat.rows)."""
+        return signal.conversation_id in self.watched and signal.agent_id != self.agent_id
 
     def awareness_frames(self, conversation_id: int, awareness: Awareness) -> list[bytes]:
         present = awareness.of(conversation_id)
-        batch = []
-        if self.inbox is not None:
-            typing = any(p.typing and p.side == "visitor" for p in present)
-            batch.append(frames.row_typing(conversation_id, typing))
-        if conversation_id in self.watched:
-            batch.append(frames.awareness(conversation_id, "agent", present))
-            page = on_page(present)
-            left_at = awareness.left_at(conversation_id)
-            if page is not None or left_at is not None:  # else the panel as rendered holds
-                batch.append(frames.visitor_presence(
-                    conversation_id, page is not None, left_at, page.page if page else ""))
+        batch = [frames.awareness(conversation_id, "agent", present)]
+        page = on_page(present)
+        left_at = awareness.left_at(conversation_id)
+        if page is not None or left_at is not None:  # else the panel as rendered holds
+            batch.append(frames.visitor_presence(
+                conversation_id, page is not None, left_at, page.page if page else ""))
         return batch
 
     def team_frames(self, team: Team) -> list[bytes]:

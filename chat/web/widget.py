@@ -330,6 +330,7 @@ class VisitorView:
     watched: tuple[int, ...]
     forced_away: bool = False  # the site says its team is away, whoever is online
     audience: ClassVar[Audience] = "visitor"
+    row_topics: ClassVar[tuple[str, ...]] = ()  # no inbox
 
     @property
     def topics(self) -> list[str]:

@@ -15,14 +15,16 @@ from pathlib import Path
 import pytest
 from starlette.types import Message
 
-from chat import db, events, frames, metrics
+from chat import db, events, frames, metrics, signals
 from chat.actions import conversations as actions
 from chat.broker import MemoryBroker
 from chat.config import Settings
 from chat.models import Agent
 from chat.ratelimit import RateLimiter
 from chat.repair import Repairer
+from chat.rows import RowFeed
 from chat.services import Services
+from chat.signals import Signal
 from chat.stream import IDLE, Stream, StreamLimits
 from chat.web.dashboard import AgentView
 from chat.web.sse import Watchdog
@@ -312,6 +314,7 @@ async def test_inbox_rows_of_other_conversations_are_coalesced_but_the_open_one_
     version once; the conversation the agent has open is history, sent as it happens."""
     broker = svc.broker
     assert isinstance(broker, HeldBroker)
+    svc.rows = RowFeed(broker, tick=2)
     site = f"site:{seed.site_id}"
     opened = (await actions.start(svc, site_id=seed.site_id, visitor_id=None,
                                   body="the open one")).conversation.id
@@ -319,19 +322,72 @@ async def test_inbox_rows_of_other_conversations_are_coalesced_but_the_open_one_
                                 body="busy 0")).conversation.id
     view = AgentView([seed.site_id], seed.agent_id, "session:test", watched=(opened,),
                      inbox="open")
-    stream = Stream(svc, view, limits=StreamLimits(state_tick=60)).frames()  # never passes
+    stream = Stream(svc, view).frames()
     await next_frame(stream)  # hello
     await next_frame(stream)  # the inbox and the open conversation's status
     broker.held.clear()
 
     for n in range(1, 6):
         await actions.send(svc, busy, body=f"busy {n}")
-    broker.release(site, 0, 1, 2, 3, 4)
+    broker.release(site, 4, 0, 1, 2, 3)  # the newest first: the older ones change nothing
     await actions.send(svc, opened, body="a reply")
     broker.release(site, 5)
 
-    batch = (await next_frame(stream, timeout=2)).decode()  # at once, not after the tick
+    batch = (await next_frame(stream, timeout=1.5)).decode()  # at once, not after the tick
     assert "a reply" in batch and f'id: {opened}-2' in batch
-    assert batch.count(f'id="conversation-{busy}"') == 1  # five changes, one row
-    assert "busy 5" in batch and "busy 4" not in batch
+    assert 'class="conversation-row' not in batch  # rows wait for the tick
+    rows = (await next_frame(stream, timeout=3)).decode()
+    assert rows.count(f'id="conversation-{busy}"') == 1  # five changes, one row
+    assert "busy 5" in rows and "busy 4" not in rows
+    assert rows.count(f'id="conversation-{opened}"') == 1
     await stream.aclose()
+
+
+async def test_every_dashboard_gets_the_rows_and_marks_and_one_that_opens_sees_who_types(
+    svc: Services, seed: Seed,
+) -> None:
+    """The process's rows (chat.rows) reach every dashboard in the same batch: a typing
+    mark, the row a message renders afresh (showing nobody typing, so the visitor's next
+    refresh marks it again), and for a dashboard that opens meanwhile, the mark at once."""
+    broker = svc.broker
+    assert isinstance(broker, HeldBroker)
+    svc.rows = RowFeed(broker, tick=0.05)
+    site = f"site:{seed.site_id}"
+    conversation = (await actions.start(svc, site_id=seed.site_id, visitor_id=None,
+                                        body="hello")).conversation.id
+
+    def dashboard() -> AsyncIterator[bytes]:
+        view = AgentView([seed.site_id], seed.agent_id, "session:test", watched=(), inbox="open")
+        return Stream(svc, view).frames()
+
+    async def typing(refresh: bool = False) -> None:
+        await signals.pass_on(broker, svc.presence, svc.relay, Signal(
+            conversation, seed.site_id, "typing", "visitor", "Dana"), refresh=refresh)
+
+    first, second = dashboard(), dashboard()
+    for stream in (first, second):
+        await next_frame(stream)  # hello
+        await next_frame(stream)  # the inbox
+    broker.held.clear()
+    await typing()
+    broker.release(site, 0)
+    marks = [await next_frame(stream) for stream in (first, second)]
+    assert marks[0] == marks[1] and b"typing\xe2\x80\xa6" in marks[0]
+
+    svc.relay = signals.Relay(every=0)  # let the refresh through to the process
+    await typing(refresh=True)
+    await actions.send(svc, conversation, body="the question")
+    broker.release(site, 1, 2)  # the refresh, then the message: only the row comes
+    rows = [await next_frame(stream) for stream in (first, second)]
+    assert rows[0] == rows[1]
+    assert b"the question" in rows[0] and b'hx-target="#row-typing-' not in rows[0]
+
+    await typing(refresh=True)
+    broker.release(site, 3)  # still typing after the message: the row is marked again
+    assert b"typing\xe2\x80\xa6" in await next_frame(first)
+    third = dashboard()
+    await next_frame(third)  # hello
+    assert b"typing\xe2\x80\xa6" in await next_frame(third)  # the inbox, marked
+    for stream in (first, second, third):
+        await stream.aclose()
+    assert broker.subscription_count() == 0
