@@ -331,8 +331,8 @@ class Stream:
             heard_at = now - max(0.0, wall - signal.at)
             if self.view.hears(signal):
                 self.awareness.heard(signal, heard_at)
-            elif (self.view.row_topics and signal.participant == "visitor"
-                  and signal.kind == "typing"):
+            if (self.view.row_topics and signal.participant == "visitor"
+                    and signal.kind == "typing"):  # its row's mark (the open one's too)
                 self.svc.rows.recalled(signal.conversation_id, heard_at + signals.TYPING_TTL)
 
     def _position(self, conversation: ConversationState) -> bool:
