@@ -8,4 +8,5 @@ with its ratio to what the same client and machine can do at best.
 
 # The named scenarios, in the order ``--scenario all`` runs them (see chat.bench.report);
 # here, so that the command line knows them without importing what the bench needs.
-SCENARIOS = ("team", "steady", "ramp", "idle", "storm", "scale-out", "typing")
+SCENARIOS = ("team", "steady", "ramp", "idle", "storm", "scale-out", "typing",
+             "team-typing")

@@ -29,6 +29,8 @@ SHAPES = {
     "storm": Shape(conversations=2500, streams=5000, rate=200),
     "scale-out": Shape(conversations=1000, streams=2000, rate=300),
     "typing": Shape(conversations=1000, streams=1000, agents=20, rate=200),
+    # The team's load with people typing: the awareness issue's bound on what typing may cost.
+    "team-typing": Shape(conversations=500, streams=1000, agents=100, rate=200),
 }
 NAMES = list(SCENARIOS)
 
@@ -71,7 +73,7 @@ def scenario(name: str, shape: Shape, database_url: str, quick: bool) -> dict[st
                 return asyncio.run(scenarios.idle(target, shape, url, 5 if quick else 30))
             case "storm":
                 return asyncio.run(scenarios.storm(target, shape))
-            case "typing":
+            case "typing" | "team-typing":
                 return asyncio.run(scenarios.typing(target, shape))
         raise ValueError(name)
 
@@ -83,7 +85,7 @@ def scenario(name: str, shape: Shape, database_url: str, quick: bool) -> dict[st
             with scenarios.product_target(database_url, 0, workers=2,
                                           env={"REDIS_URL": redis}) as target:
                 return {"product": runner(target, database_url)}
-    if name == "typing":  # the floor has no typing to compare with
+    if name in ("typing", "team-typing"):  # the floor has no typing to compare with
         with scenarios.product_target(database_url, shape.agents) as target:
             return {"product": runner(target, database_url)}
     with scenarios.product_target(database_url, shape.agents) as target:
@@ -158,11 +160,13 @@ def markdown(results: dict[str, Any]) -> str:
         one = results.get("ramp", {}).get("product", {}).get("highest_rate_held")
         notes.append(f"scale-out: two processes with Redis held {two:g} msg/s at p99 ≤ 100 ms "
                      f"(one process: {one} msg/s).")
-    if "typing" in results:
-        run = results["typing"]["product"]
+    for name in ("typing", "team-typing"):
+        if name not in results:
+            continue
+        run = results[name]["product"]
         quiet, typed = run["without_typing"], run["with_typing"]
         notes.append(
-            f"typing: {run['conversations']} conversations, {run['agents']} agents, "
+            f"{name}: {run['conversations']} conversations, {run['agents']} agents, "
             f"{typed['rate']:g} msg/s; visitor p50 / p99 {_latency(quiet)} ms without "
             f"typing, {_latency(typed)} ms with {typed['typing_signals_per_s']:g} visitor and "
             f"{typed.get('agent_typing_signals_per_s', 0):g} agent typing signals/s; "
