@@ -54,13 +54,19 @@
 
   /* ---- the inbox -------------------------------------------------------------------- */
 
-  var shows = {
-    waiting: function (row) { return row.dataset.status === "waiting"; },
-    mine: function (row) { return row.dataset.status !== "closed" && row.dataset.assignee === me; },
-    open: function (row) { return row.dataset.status !== "closed"; },
-    closed: function (row) { return row.dataset.status === "closed"; },
-    search: function () { return true; }
-  };
+  // Which tab lists which row is the server's to say (chat/tabs.py): a row names its tabs,
+  // the same for every agent, and the link of a tab of the agent's own conversations names
+  // the agent. Search results show every row they found.
+  var tabLinks = {};
+  document.querySelectorAll("[data-tab-link]").forEach(function (link) {
+    tabLinks[link.dataset.tabLink] = link;
+  });
+  function inTab(key, row) {
+    if (key === "search") return true;
+    var owner = tabLinks[key].dataset.assignee;
+    return row.dataset.tabs.split(" ").indexOf(key) >= 0 &&
+           (!owner || owner === row.dataset.assignee);
+  }
 
   function unreadOf(row) {
     var id = row.id.replace("conversation-", "");
@@ -75,7 +81,6 @@
       if (inbox.children[index] !== row) inbox.insertBefore(row, inbox.children[index] || null);
     });
     var total = 0;
-    var counts = { waiting: 0, mine: 0, open: 0, closed: 0 };
     rows.forEach(function (row) {
       var id = row.id.replace("conversation-", "");
       if (id === openId && row.dataset.status !== "closed") markRead(row);
@@ -84,8 +89,7 @@
       badge.hidden = !unread;
       badge.textContent = unread;
       if (row.dataset.status !== "closed") total += unread;
-      Object.keys(counts).forEach(function (key) { if (shows[key](row)) counts[key] += 1; });
-      row.hidden = !shows[tab](row);
+      row.hidden = !inTab(tab, row);
       row.classList.toggle("current", id === openId);
       if (!known.has(row.id)) {
         if (row.dataset.status === "waiting") announce(row);  // new since the page loaded
@@ -95,9 +99,10 @@
       }
       heard[row.id] = Math.max(heard[row.id] || 0, +row.dataset.visitorMessages || 0);
     });
+    // A count for each tab whose link has one (the server rendered it where it is true).
     document.querySelectorAll("[data-count]").forEach(function (el) {
-      var n = counts[el.dataset.count];
-      el.textContent = el.dataset.count === "closed" || !n ? "" : n;
+      var n = rows.filter(function (row) { return inTab(el.dataset.count, row); }).length;
+      el.textContent = n || "";
     });
     var empty = document.querySelector(".empty-inbox");
     if (empty) empty.hidden = rows.some(function (row) { return !row.hidden; });
