@@ -186,12 +186,11 @@
       known.add(row.id);
       heard[row.id] = +row.dataset.visitorMessages || 0;
     });
-    // Rows come and go, or are morphed in place (a whole inbox when the stream opens); not
-    // what refreshInbox itself changes in them (badges, hidden), which would never settle.
-    // (Two observers: observing the same node again would replace the first options.)
-    new MutationObserver(refreshInbox).observe(inbox, { childList: true });
-    new MutationObserver(refreshInbox).observe(inbox, {
-      subtree: true, attributeFilter: ["data-visitor-messages", "data-status", "data-assignee"]
+    // Rows come by swap into the inbox itself (static/live.js hands every tab the stream's
+    // frames through htmx): one row upserted, or the whole inbox morphed when the stream
+    // opens. Swaps inside a row (its typing mark) change nothing here.
+    inbox.addEventListener("htmx:after:settle", function (event) {
+      if (event.target === inbox) refreshInbox();
     });
     refreshInbox();
     inbox.addEventListener("click", function (event) {  // keep the tab when opening a row
@@ -222,22 +221,27 @@
                             entry.querySelector(".body").textContent);
     }
   }
+  /* Entries were put in the list (by the stream, or a reply's answer): follow them, and
+   * offer the ones not seen yet as news. */
+  function landed(nodes) {
+    var news = false;
+    nodes.forEach(function (n) {
+      if (n.nodeType !== 1) return;
+      if (!seen.has(n.id)) news = true;
+      arrived(n);
+    });
+    follower.grew(news);
+  }
   if (history) {
     var follower = ChatMessages.follow(history, document.getElementById("new-messages"));
     follower.toEnd();
     markRead(null);
     document.addEventListener("visibilitychange", function () { markRead(null); });
-    new MutationObserver(function (records) {
-      var news = false;
-      records.forEach(function (r) {
-        r.addedNodes.forEach(function (n) {
-          if (n.nodeType !== 1) return;
-          if (!seen.has(n.id) && !n.dataset.pending) news = true;  // older history is not
-          arrived(n);
-        });
-      });
-      follower.grew(news);
-    }).observe(entries, { childList: true });
+    // The stream's entries come by swap into the list: new ones, and re-delivered ones
+    // that replace themselves.
+    entries.addEventListener("htmx:after:settle", function (event) {
+      if (event.target === entries) landed(event.detail.newContent);
+    });
     history.addEventListener("scroll", function () {
       var older = history.querySelector("[data-action=older]:not(:disabled)");
       if (older && history.scrollTop < 40) loadOlder(older);
@@ -298,8 +302,8 @@
     ChatMessages.sending(bubble);
     post("/conversations/" + openId + "/messages", data).then(function (response) {
       return response.text().then(function (html) {
-        if (response.ok) ChatMessages.settle(bubble, html);
-        else ChatMessages.fail(bubble, response, html);
+        if (!response.ok) ChatMessages.fail(bubble, response, html);
+        else landed([ChatMessages.settle(bubble, html)].filter(Boolean));
       });
     }).catch(function () { ChatMessages.fail(bubble, null, ""); });
   }
