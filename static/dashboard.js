@@ -75,38 +75,60 @@
 
   function refreshInbox() {
     if (!inbox) return;
-    var rows = Array.from(inbox.querySelectorAll(".conversation-row"));
-    rows.sort(function (a, b) { return b.dataset.activity.localeCompare(a.dataset.activity); });
-    rows.forEach(function (row, index) {  // newest first, moving only what is out of place
-      if (inbox.children[index] !== row) inbox.insertBefore(row, inbox.children[index] || null);
-    });
+    var rows = sortedRows();
     var total = 0;
     rows.forEach(function (row) {
-      var id = row.id.replace("conversation-", "");
-      if (id === openId && row.dataset.status !== "closed") markRead(row);
-      var unread = unreadOf(row);
-      var badge = row.querySelector(".unread");
-      badge.hidden = !unread;
-      badge.textContent = unread;
+      var unread = showRow(row);
       if (row.dataset.status !== "closed") total += unread;
-      row.hidden = !inTab(tab, row);
-      row.classList.toggle("current", id === openId);
-      if (!known.has(row.id)) {
-        if (row.dataset.status === "waiting") announce(row);  // new since the page loaded
-        known.add(row.id);
-      } else if (+row.dataset.visitorMessages > heard[row.id] && row.dataset.status !== "closed") {
-        newMessage(row);
-      }
-      heard[row.id] = Math.max(heard[row.id] || 0, +row.dataset.visitorMessages || 0);
+      heardFrom(row);
     });
-    // A count for each tab whose link has one (the server rendered it where it is true).
+    showCounts(rows);
+    var empty = document.querySelector(".empty-inbox");
+    if (empty) empty.hidden = rows.some(function (row) { return !row.hidden; });
+    document.title = (total ? "(" + total + ") " : "") + baseTitle;
+  }
+
+  /* The rows, newest first, moving only what is out of place. */
+  function sortedRows() {
+    var rows = Array.from(inbox.querySelectorAll(".conversation-row"));
+    rows.sort(function (a, b) { return b.dataset.activity.localeCompare(a.dataset.activity); });
+    rows.forEach(function (row, index) {
+      if (inbox.children[index] !== row) inbox.insertBefore(row, inbox.children[index] || null);
+    });
+    return rows;
+  }
+
+  /* A row's badge, whether this page's tab lists it, whether it is the one open; returns
+   * its unread count. */
+  function showRow(row) {
+    var id = row.id.replace("conversation-", "");
+    if (id === openId && row.dataset.status !== "closed") markRead(row);
+    var unread = unreadOf(row);
+    var badge = row.querySelector(".unread");
+    badge.hidden = !unread;
+    badge.textContent = unread;
+    row.hidden = !inTab(tab, row);
+    row.classList.toggle("current", id === openId);
+    return unread;
+  }
+
+  /* A conversation new since the page loaded, or a new visitor message in one it had. */
+  function heardFrom(row) {
+    if (!known.has(row.id)) {
+      if (row.dataset.status === "waiting") announce(row);
+      known.add(row.id);
+    } else if (+row.dataset.visitorMessages > heard[row.id] && row.dataset.status !== "closed") {
+      newMessage(row);
+    }
+    heard[row.id] = Math.max(heard[row.id] || 0, +row.dataset.visitorMessages || 0);
+  }
+
+  /* A count for each tab whose link has one (the server renders one where it is true). */
+  function showCounts(rows) {
     document.querySelectorAll("[data-count]").forEach(function (el) {
       var n = rows.filter(function (row) { return inTab(el.dataset.count, row); }).length;
       el.textContent = n || "";
     });
-    var empty = document.querySelector(".empty-inbox");
-    if (empty) empty.hidden = rows.some(function (row) { return !row.hidden; });
-    document.title = (total ? "(" + total + ") " : "") + baseTitle;
   }
 
   /* The open conversation is in view: its visitor messages are read (the unread counts of
