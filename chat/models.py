@@ -19,6 +19,7 @@ from asyncpg import Record
 Status = Literal["waiting", "active", "closed"]
 EntryKind = Literal["visitor", "agent", "note", "activity"]
 STATUSES: tuple[Status, ...] = ("waiting", "active", "closed")
+OPEN: tuple[Status, ...] = ("waiting", "active")  # not closed: what agents still work on
 Row: TypeAlias = Record | Mapping[str, Any]
 Side = Literal["visitor", "agent"]  # a conversation's two sides: its visitor, its team
 # What tells receipts from a change (JSON), a signal, the team's presence and a reload.

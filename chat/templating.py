@@ -8,7 +8,7 @@ from typing import Any
 import jinja2
 from starlette.templating import Jinja2Templates
 
-from chat import browsers, links
+from chat import browsers, links, tabs
 from chat.config import HTMX_FILES
 from chat.resources import resource_dir
 
@@ -36,6 +36,7 @@ def clock(moment: datetime) -> str:
 environment.filters["clock"] = clock
 environment.filters["browser"] = browsers.describe
 environment.filters["linkify"] = links.linkify
+environment.filters["tabs"] = tabs.of
 # What pages load; not htmx's SSE extension: static/live.js holds the streams, one per browser.
 environment.globals["htmx_files"] = HTMX_FILES
 environment.filters["isotime"] = lambda moment: moment.astimezone(UTC).isoformat()

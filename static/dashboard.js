@@ -54,13 +54,19 @@
 
   /* ---- the inbox -------------------------------------------------------------------- */
 
-  var shows = {
-    waiting: function (row) { return row.dataset.status === "waiting"; },
-    mine: function (row) { return row.dataset.status !== "closed" && row.dataset.assignee === me; },
-    open: function (row) { return row.dataset.status !== "closed"; },
-    closed: function (row) { return row.dataset.status === "closed"; },
-    search: function () { return true; }
-  };
+  // Which tab lists which row is the server's to say (chat/tabs.py): a row names its tabs,
+  // the same for every agent, and the link of a tab of the agent's own conversations names
+  // the agent. Search results show every row they found.
+  var tabLinks = {};
+  document.querySelectorAll("[data-tab-link]").forEach(function (link) {
+    tabLinks[link.dataset.tabLink] = link;
+  });
+  function inTab(key, row) {
+    if (key === "search") return true;
+    var owner = tabLinks[key].dataset.assignee;
+    return row.dataset.tabs.split(" ").indexOf(key) >= 0 &&
+           (!owner || owner === row.dataset.assignee);
+  }
 
   function unreadOf(row) {
     var id = row.id.replace("conversation-", "");
@@ -69,39 +75,60 @@
 
   function refreshInbox() {
     if (!inbox) return;
-    var rows = Array.from(inbox.querySelectorAll(".conversation-row"));
-    rows.sort(function (a, b) { return b.dataset.activity.localeCompare(a.dataset.activity); });
-    rows.forEach(function (row, index) {  // newest first, moving only what is out of place
-      if (inbox.children[index] !== row) inbox.insertBefore(row, inbox.children[index] || null);
-    });
+    var rows = sortedRows();
     var total = 0;
-    var counts = { waiting: 0, mine: 0, open: 0, closed: 0 };
     rows.forEach(function (row) {
-      var id = row.id.replace("conversation-", "");
-      if (id === openId && row.dataset.status !== "closed") markRead(row);
-      var unread = unreadOf(row);
-      var badge = row.querySelector(".unread");
-      badge.hidden = !unread;
-      badge.textContent = unread;
+      var unread = showRow(row);
       if (row.dataset.status !== "closed") total += unread;
-      Object.keys(counts).forEach(function (key) { if (shows[key](row)) counts[key] += 1; });
-      row.hidden = !shows[tab](row);
-      row.classList.toggle("current", id === openId);
-      if (!known.has(row.id)) {
-        if (row.dataset.status === "waiting") announce(row);  // new since the page loaded
-        known.add(row.id);
-      } else if (+row.dataset.visitorMessages > heard[row.id] && row.dataset.status !== "closed") {
-        newMessage(row);
-      }
-      heard[row.id] = Math.max(heard[row.id] || 0, +row.dataset.visitorMessages || 0);
+      heardFrom(row);
     });
-    document.querySelectorAll("[data-count]").forEach(function (el) {
-      var n = counts[el.dataset.count];
-      el.textContent = el.dataset.count === "closed" || !n ? "" : n;
-    });
+    showCounts(rows);
     var empty = document.querySelector(".empty-inbox");
     if (empty) empty.hidden = rows.some(function (row) { return !row.hidden; });
     document.title = (total ? "(" + total + ") " : "") + baseTitle;
+  }
+
+  /* The rows, newest first, moving only what is out of place. */
+  function sortedRows() {
+    var rows = Array.from(inbox.querySelectorAll(".conversation-row"));
+    rows.sort(function (a, b) { return b.dataset.activity.localeCompare(a.dataset.activity); });
+    rows.forEach(function (row, index) {
+      if (inbox.children[index] !== row) inbox.insertBefore(row, inbox.children[index] || null);
+    });
+    return rows;
+  }
+
+  /* A row's badge, whether this page's tab lists it, whether it is the one open; returns
+   * its unread count. */
+  function showRow(row) {
+    var id = row.id.replace("conversation-", "");
+    if (id === openId && row.dataset.status !== "closed") markRead(row);
+    var unread = unreadOf(row);
+    var badge = row.querySelector(".unread");
+    badge.hidden = !unread;
+    badge.textContent = unread;
+    row.hidden = !inTab(tab, row);
+    row.classList.toggle("current", id === openId);
+    return unread;
+  }
+
+  /* A conversation new since the page loaded, or a new visitor message in one it had. */
+  function heardFrom(row) {
+    if (!known.has(row.id)) {
+      if (row.dataset.status === "waiting") announce(row);
+      known.add(row.id);
+    } else if (+row.dataset.visitorMessages > heard[row.id] && row.dataset.status !== "closed") {
+      newMessage(row);
+    }
+    heard[row.id] = Math.max(heard[row.id] || 0, +row.dataset.visitorMessages || 0);
+  }
+
+  /* A count for each tab whose link has one (the server renders one where it is true). */
+  function showCounts(rows) {
+    document.querySelectorAll("[data-count]").forEach(function (el) {
+      var n = rows.filter(function (row) { return inTab(el.dataset.count, row); }).length;
+      el.textContent = n || "";
+    });
   }
 
   /* The open conversation is in view: its visitor messages are read (the unread counts of
@@ -181,12 +208,11 @@
       known.add(row.id);
       heard[row.id] = +row.dataset.visitorMessages || 0;
     });
-    // Rows come and go, or are morphed in place (a whole inbox when the stream opens); not
-    // what refreshInbox itself changes in them (badges, hidden), which would never settle.
-    // (Two observers: observing the same node again would replace the first options.)
-    new MutationObserver(refreshInbox).observe(inbox, { childList: true });
-    new MutationObserver(refreshInbox).observe(inbox, {
-      subtree: true, attributeFilter: ["data-visitor-messages", "data-status", "data-assignee"]
+    // Rows come by swap into the inbox itself (static/live.js hands every tab the stream's
+    // frames through htmx): one row upserted, or the whole inbox morphed when the stream
+    // opens. Swaps inside a row (its typing mark) change nothing here.
+    inbox.addEventListener("htmx:after:settle", function (event) {
+      if (event.target === inbox) refreshInbox();
     });
     refreshInbox();
     inbox.addEventListener("click", function (event) {  // keep the tab when opening a row
@@ -217,22 +243,27 @@
                             entry.querySelector(".body").textContent);
     }
   }
+  /* Entries were put in the list (by the stream, or a reply's answer): follow them, and
+   * offer the ones not seen yet as news. */
+  function landed(nodes) {
+    var news = false;
+    nodes.forEach(function (n) {
+      if (n.nodeType !== 1) return;
+      if (!seen.has(n.id)) news = true;
+      arrived(n);
+    });
+    follower.grew(news);
+  }
   if (history) {
     var follower = ChatMessages.follow(history, document.getElementById("new-messages"));
     follower.toEnd();
     markRead(null);
     document.addEventListener("visibilitychange", function () { markRead(null); });
-    new MutationObserver(function (records) {
-      var news = false;
-      records.forEach(function (r) {
-        r.addedNodes.forEach(function (n) {
-          if (n.nodeType !== 1) return;
-          if (!seen.has(n.id) && !n.dataset.pending) news = true;  // older history is not
-          arrived(n);
-        });
-      });
-      follower.grew(news);
-    }).observe(entries, { childList: true });
+    // The stream's entries come by swap into the list: new ones, and re-delivered ones
+    // that replace themselves.
+    entries.addEventListener("htmx:after:settle", function (event) {
+      if (event.target === entries) landed(event.detail.newContent);
+    });
     history.addEventListener("scroll", function () {
       var older = history.querySelector("[data-action=older]:not(:disabled)");
       if (older && history.scrollTop < 40) loadOlder(older);
@@ -293,8 +324,8 @@
     ChatMessages.sending(bubble);
     post("/conversations/" + openId + "/messages", data).then(function (response) {
       return response.text().then(function (html) {
-        if (response.ok) ChatMessages.settle(bubble, html);
-        else ChatMessages.fail(bubble, response, html);
+        if (!response.ok) ChatMessages.fail(bubble, response, html);
+        else landed([ChatMessages.settle(bubble, html)].filter(Boolean));
       });
     }).catch(function () { ChatMessages.fail(bubble, null, ""); });
   }

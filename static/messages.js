@@ -36,19 +36,23 @@ window.ChatMessages = (function () {
     bubble.querySelector(".state").textContent = "Sending…";
   }
 
-  /* The stored message came back: it replaces the bubble, unless the stream was first. */
+  /* The stored message came back: it replaces the bubble, unless the stream was first.
+   * Returns the entry put in (null for none), for the page to take as it takes the
+   * stream's: this is no swap of htmx's, so no swap event says it. */
   function settle(bubble, html) {
-    if (!bubble.isConnected) return;
+    if (!bubble.isConnected) return null;
     var holder = document.createElement("div");
     holder.innerHTML = html.trim();
     var stored = holder.firstElementChild;
-    if (stored && stored.id && !document.getElementById(stored.id)) {
+    var fresh = !!stored && !!stored.id && !document.getElementById(stored.id);
+    if (fresh) {
       localTimes(stored);
       bubble.replaceWith(stored);
     } else {
       bubble.remove();
     }
     marks();
+    return fresh ? stored : null;
   }
 
   /* Show why it failed: ``response`` and its ``html`` (none for a network error). A network

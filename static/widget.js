@@ -335,15 +335,23 @@
     return request("POST", path, data).then(function (response) {
       return response.text().then(function (html) {
         if (!response.ok) {
-          ChatMessages.fail(bubble, response, html);
+          notSent(bubble, response, html);
           if (response.status === 409) load(state.conversation);  // it was closed meanwhile
           return;
         }
         var token = response.headers.get("X-Visitor-Token");
         if (token) { state.token = token; toHost({ type: "token", token: token }); }
-        if (starting) show(html); else ChatMessages.settle(bubble, html);
+        if (starting) show(html);
+        else landed([ChatMessages.settle(bubble, html)].filter(Boolean));
       });
-    }).catch(function () { ChatMessages.fail(bubble, null, ""); });
+    }).catch(function () { notSent(bubble, null, ""); });
+  }
+
+  /* The bubble says why it was not sent, which may take it a line more: a reader at the end
+   * stays there. */
+  function notSent(bubble, response, html) {
+    ChatMessages.fail(bubble, response, html);
+    follower.grew(false);
   }
 
   /* The connection is back (the stream reconnected, or the browser is online again): what
@@ -386,22 +394,29 @@
     if (older && main().scrollTop < 40) loadOlder(older);  // reached the top: fetch earlier
   });
 
-  new MutationObserver(function (records) {
+  // What the stream brings comes by swap (static/live.js hands every tab its frames through
+  // htmx): entries, the status, the typing line, receipts. A view the widget fetched itself
+  // (show) and older history come without one, and are no news.
+  chat.addEventListener("htmx:after:settle", function (event) {
+    landed(event.detail.newContent);
+  });
+
+  /* Content was put in the view: entries not seen yet are news (a replaced copy is not),
+   * a status is the conversation's now; a typing line that comes and goes keeps the view at
+   * the end, but is no news. */
+  function landed(nodes) {
     var news = false;
-    records.forEach(function (record) {
-      record.addedNodes.forEach(function (node) {
-        if (node.nodeType !== 1) return;
-        if (node.classList.contains("conversation-status")) setStatus(node.dataset.status);
-        if (!node.classList.contains("entry") || node.dataset.pending) return;
-        ChatMessages.arrived(node);
-        if (!state.seen.has(node.id)) news = true;  // older history or a replaced copy is not
-        if (node.classList.contains("agent")) arrived(node);
-        state.seen.add(node.id);
-      });
+    nodes.forEach(function (node) {
+      if (node.nodeType !== 1) return;
+      if (node.classList.contains("conversation-status")) setStatus(node.dataset.status);
+      if (!node.classList.contains("entry")) return;
+      ChatMessages.arrived(node);
+      if (!state.seen.has(node.id)) news = true;
+      if (node.classList.contains("agent")) arrived(node);
+      state.seen.add(node.id);
     });
-    // A typing line that comes and goes keeps the view at the end, but is no news.
     follower.grew(news);
-  }).observe(chat, { childList: true, subtree: true });
+  }
 
   function arrived(entry) {
     if (state.seen.has(entry.id)) return;  // a re-rendered view, or a replaced copy

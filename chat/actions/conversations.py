@@ -16,13 +16,12 @@ from typing import Any
 from chat import events, tokens, validation
 from chat.db import Connection, transaction
 from chat.errors import Conflict, Invalid, NotFound
-from chat.models import STATUSES, Agent, Change, ConversationState, Entry, Status
+from chat.models import OPEN, STATUSES, Agent, Change, ConversationState, Entry, Status
 from chat.queries import agents as agent_queries
 from chat.queries import conversations, messages, visitors
 from chat.services import Services
 
 MAX_BODY_LENGTH = 5000
-OPEN: tuple[Status, ...] = ("waiting", "active")
 CLIENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 # The history line of a visitor's End chat, as agents read it (the widget says "You ...").
 VISITOR_ENDED = "The visitor ended the chat"

@@ -8,6 +8,7 @@ from asyncpg import Record
 
 from chat.db import Connection
 from chat.models import ConversationState
+from chat.tabs import Inbox
 
 # One shape for every reader of state (inbox rows, banners, published changes), so a
 # row rendered from a broker payload is identical to one rendered from the database.
@@ -125,13 +126,14 @@ INBOX = (
 )
 
 
-async def inbox(conn: Connection, *, closed: bool, limit: int) -> list[ConversationState]:
-    """Every open conversation (most recently active first), and with ``closed`` the
-    latest closed ones too: the rows a dashboard page starts from."""
-    rows = await conn.fetch(
-        STATE + f" WHERE {INBOX} ORDER BY c.last_activity_at DESC LIMIT $2", closed, limit
+async def inbox(conn: Connection, rows: Inbox, *, limit: int) -> list[ConversationState]:
+    """The rows a dashboard page starts from (most recently active first), as its tab says
+    (chat.tabs): every open conversation, and for "closed" the latest closed ones too."""
+    found = await conn.fetch(
+        STATE + f" WHERE {INBOX} ORDER BY c.last_activity_at DESC LIMIT $2",
+        rows == "closed", limit,
     )
-    return [ConversationState.from_row(r) for r in rows]
+    return [ConversationState.from_row(r) for r in found]
 
 
 async def search(conn: Connection, text: str, limit: int) -> list[ConversationState]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -23,6 +23,7 @@ from chat.queries import agents, canned, conversations, messages, sites, visitor
 from chat.roster import TEAM_TOPIC, Team
 from chat.services import Services, services
 from chat.signals import AGENT_KINDS, Awareness, Side, Signal, on_page
+from chat.tabs import TABS, Inbox, TabName
 from chat.templating import render, templates
 from chat.web.auth import Session, require_agent
 from chat.web.http import MAX_COUNT, Fields, wants_html
@@ -31,13 +32,9 @@ from chat.web.streaming import requested_cursors, sse_response
 INBOX_SIZE = 500
 MAX_QUERY_LENGTH = 200
 HISTORY_PAGE = 50
-Tab = Literal["waiting", "mine", "open", "closed"]
-Inbox = Literal["open", "closed"]  # the rows a stream keeps live: the Closed tab's, or all others'
-TABS: dict[Tab, str] = {"waiting": "Waiting", "mine": "Mine", "open": "All open",
-                        "closed": "Closed"}
 
 
-def _tab(request: Request) -> Tab:
+def _tab(request: Request) -> TabName:
     return Fields.of_query(request).choice("tab", TABS, default="waiting")
 
 
@@ -68,7 +65,7 @@ async def _page(request: Request, agent: Agent, conversation_id: int | None) -> 
         await actions.mark_read(svc, agent, conversation_id, opened["state"].visitor_messages)
     async with svc.pool.acquire() as conn:
         rows = (await conversations.search(conn, query, 100) if query else
-                await conversations.inbox(conn, closed=tab == "closed", limit=INBOX_SIZE))
+                await conversations.inbox(conn, TABS[tab].inbox, limit=INBOX_SIZE))
         reads = await conversations.reads(conn, agent.id)
     return templates.TemplateResponse(request, "pages/inbox.html", {
         "agent": agent, "tab": tab, "tabs": TABS, "query": query, "conversations": rows,
@@ -218,8 +215,7 @@ class AgentView:
         states: list[ConversationState] = []
         batch = []
         if self.inbox is not None:
-            states = await conversations.inbox(conn, closed=self.inbox == "closed",
-                                               limit=INBOX_SIZE)
+            states = await conversations.inbox(conn, self.inbox, limit=INBOX_SIZE)
             batch.append(frames.inbox(states))
         listed = {state.id for state in states}
         missing = [id_ for id_ in self.watched if id_ not in listed]

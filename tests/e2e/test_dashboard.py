@@ -11,8 +11,9 @@ from chat import db
 from chat.actions.agents import create_agent
 from chat.queries import canned
 from tests.conftest import Seed
+from tests.e2e.agent import AgentSession
 from tests.e2e.conftest import Widget, screenshot_dir
-from tests.e2e.test_widget import open_widget, send
+from tests.e2e.test_widget import conversation_of, open_widget, send
 from tests.support import AppProcess, run_async
 
 StartApp = Callable[..., AppProcess]
@@ -347,3 +348,52 @@ def test_the_assign_list_follows_a_claim_made_by_another_agent(
     expect(alex.locator(".conversation-status .state")).to_have_text("Active · Sam")
     alex.reload()
     expect(assign.locator("option:checked")).to_have_text("Sam")
+
+
+def counts(page: Page) -> dict[str, str]:
+    """The tabs' counts as the page shows them (Closed has none)."""
+    return {key: page.locator(f"[data-count={key}]").inner_text()
+            for key in ("waiting", "mine", "open")}
+
+
+def test_tabs_and_their_counts_follow_what_another_agent_does(
+    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
+    embed: Callable[[AppProcess], Widget], seed: Seed, database: str,
+) -> None:
+    widget = embed(start_app(app_env))
+    add_agent(database, "Sam", "sam@example.com")
+    waiting = sign_in(new_context(), widget.app, seed.email, seed.password)
+    mine, closed = waiting.context.new_page(), waiting.context.new_page()  # one stream for all
+    mine.goto(widget.app.url + "/inbox?tab=mine")
+    closed.goto(widget.app.url + "/inbox?tab=closed")
+    frame = open_widget(new_context().new_page(), widget.host.url)
+    send(frame, "Who takes this one?")
+    conversation = conversation_of(frame)
+    expect(row(waiting, "Who takes this one?")).to_be_visible()
+    expect(waiting.get_by_text("Nothing here right now.")).to_be_hidden()
+    for page in (mine, closed):
+        expect(row(page, "Who takes this one?")).to_be_hidden()
+    wait_until(waiting, lambda: counts(waiting) == {"waiting": "1", "mine": "", "open": "1"})
+    assert counts(mine) == counts(closed) == counts(waiting)
+
+    sam = AgentSession(widget.app.url, "sam@example.com", "agent password")
+    sam.act(conversation, "claim")  # no longer waiting, and not Alex's
+    expect(row(waiting, "Who takes this one?")).to_be_hidden()
+    expect(waiting.get_by_text("Nothing here right now.")).to_be_visible()
+    wait_until(waiting, lambda: counts(waiting) == {"waiting": "", "mine": "", "open": "1"})
+    assert counts(mine) == counts(waiting)
+
+    handed = sam.http.post(f"/conversations/{conversation}/assign",
+                           data={"assignee_id": str(seed.agent_id)},
+                           headers={"X-CSRF-Token": sam.csrf})
+    assert handed.status_code == 200, handed.text
+    expect(row(mine, "Who takes this one?")).to_be_visible()  # Alex's now
+    wait_until(mine, lambda: counts(mine) == {"waiting": "", "mine": "1", "open": "1"})
+    assert counts(waiting) == counts(mine)
+
+    sam.act(conversation, "close")
+    expect(row(closed, "Who takes this one?")).to_be_visible()
+    expect(row(mine, "Who takes this one?")).to_be_hidden()
+    wait_until(mine, lambda: counts(mine) == {"waiting": "", "mine": "", "open": ""})
+    assert counts(waiting) == counts(closed) == counts(mine)
+    sam.close()
