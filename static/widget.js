@@ -341,10 +341,19 @@
         }
         var token = response.headers.get("X-Visitor-Token");
         if (token) { state.token = token; toHost({ type: "token", token: token }); }
-        if (starting) show(html);
+        if (starting) startedWith(html);
         else landed([ChatMessages.settle(bubble, html)].filter(Boolean));
       });
     }).catch(function () { notSent(bubble, null, ""); });
+  }
+
+  /* The conversation a message started: what else failed before there was one (written
+   * offline, say) moves into it, to be sent there in its turn, not lost with the old view. */
+  function startedWith(html) {
+    var unsent = Array.from(chat.querySelectorAll(".entry.failed"));
+    show(html);
+    var list = chat.querySelector(".entries");
+    if (list) unsent.forEach(function (bubble) { list.appendChild(bubble); });
   }
 
   /* The bubble says why it was not sent, which may take it a line more: a reader at the end
