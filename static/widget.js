@@ -310,8 +310,12 @@
     return "That email address doesn't look right.";
   }
 
-  /* Send ``bubble`` (again); resolves once the server answered or the request failed. */
+  /* Send ``bubble`` (again); resolves once the server answered or the request failed.
+   * While a message starts the conversation, others wait for it: sent alongside, each would
+   * start a conversation of its own (and a visitor too, before the first token). */
+  var startingNow = null;
   function deliver(bubble) {
+    if (startingNow) return startingNow.then(function () { return deliver(bubble); });
     var data = new FormData();
     data.append("body", bubble.dataset.text);
     data.append("client_id", bubble.dataset.pending);
@@ -332,7 +336,7 @@
     }
     var path = starting ? "/conversations" : "/conversations/" + state.conversation + "/messages";
     ChatMessages.sending(bubble);
-    return request("POST", path, data).then(function (response) {
+    var sent = request("POST", path, data).then(function (response) {
       return response.text().then(function (html) {
         if (!response.ok) {
           notSent(bubble, response, html);
@@ -341,16 +345,23 @@
         }
         var token = response.headers.get("X-Visitor-Token");
         if (token) { state.token = token; toHost({ type: "token", token: token }); }
-        if (starting) startedWith(html);
+        if (starting) startedWith(html, bubble);
         else landed([ChatMessages.settle(bubble, html)].filter(Boolean));
       });
     }).catch(function () { notSent(bubble, null, ""); });
+    if (starting) {
+      startingNow = sent;
+      sent.then(function () { startingNow = null; });  // before those waiting on it go
+    }
+    return sent;
   }
 
-  /* The conversation a message started: what else failed before there was one (written
-   * offline, say) moves into it, to be sent there in its turn, not lost with the old view. */
-  function startedWith(html) {
-    var unsent = Array.from(chat.querySelectorAll(".entry.failed"));
+  /* The conversation ``first`` started: what else was written before there was one (while
+   * it was being sent, or offline) moves into it, to be sent there in its turn, not lost
+   * with the view it replaces. */
+  function startedWith(html, first) {
+    var unsent = Array.from(chat.querySelectorAll(".entry.failed, .entry.pending"))
+      .filter(function (bubble) { return bubble !== first; });
     show(html);
     var list = chat.querySelector(".entries");
     if (list) unsent.forEach(function (bubble) { list.appendChild(bubble); });
