@@ -31,6 +31,7 @@ from chat.stream import decode, decode_signal
 logger = logging.getLogger(__name__)
 
 MAX_VERSIONS_TRACKED = 10_000
+SPREAD = 0.8  # of a tick, over which a batch reaches the members (see RowFeed._hand_out)
 
 
 class _Hearing(Subscription):
@@ -152,13 +153,22 @@ class RowFeed:
         self._pending.clear()
         self._flipped.clear()
         if parts and self._members:
-            batch = Delivery(ROWS, b"".join(parts))
-            for member in tuple(self._members):
-                member.offer(batch)
+            self._hand_out(Delivery(ROWS, b"".join(parts)))
             if reached and self.recorder is not None:  # an agent's stream has them now
                 self.recorder.delivered("agent", reached)
         if (soonest := self._next_expiry()) is not None:
             self._soon(max(0.0, soonest - time.monotonic()))
+
+    def _hand_out(self, batch: Delivery) -> None:
+        """Offer ``batch`` to the members spread over most of a tick: woken all at once, a
+        hundred dashboards writing the same rows held the loop for tens of milliseconds,
+        and every visitor's message waited behind them."""
+        members = tuple(self._members)
+        loop = asyncio.get_running_loop()
+        gap = self.tick * SPREAD / len(members)
+        members[0].offer(batch)
+        for n, member in enumerate(members[1:], start=1):
+            loop.call_later(gap * n, member.offer, batch)
 
     def _expire(self, now: float) -> None:
         while (soonest := self._next_expiry()) is not None and soonest <= now:

@@ -139,6 +139,11 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {_latency(floor)} | {ratio(product['visitor']['p99'], floor['visitor']['p99'])} "
             f"| {_latency(product, 'agent')} | {product['lost']} | {product['duplicated']} "
             f"| {_cpu(product)} | {product['server_rss_mb']} MB |")
+        if product.get("server_lag_p99_ms") is not None:
+            notes.append(f"{name}: 99 % of the product's deliveries were handled by their stream "
+                         f"within {product['server_lag_p99_ms']:g} ms of publishing (the "
+                         "server's part of the p99; the rest is the POST, the load client "
+                         "and the cores they share).")
         if name == "team":
             notes.append(f"team: highest rate a {product['agents']}-agent team held at "
                          f"visitor p99 ≤ 50 ms and agent p99 ≤ 500 ms: product "

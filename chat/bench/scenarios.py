@@ -80,11 +80,14 @@ async def _step(load: Load, target: Target, rate: float, duration: float,
     load.reset()
     usage = ServerUsage(target.server.process)
     sampler = asyncio.create_task(usage.sample())
+    lags = await target.server.delivery_lags()
     usage.begin()
     posting = await load.drive(rate, duration, during)
     await load.settle()
     cpu = usage.cpu_percent()
     sampler.cancel()
+    lagged = await target.server.delivery_lags()
+    server_p99 = None if lags is None or lagged is None else servers.within(lags, lagged, 0.99)
     tally = load.tally
     owed = load.visitor_deliveries_owed()
     agents = len(load.agent_cookies)
@@ -92,6 +95,9 @@ async def _step(load: Load, target: Target, rate: float, duration: float,
         "rate": rate, "achieved": round(len(tally.due) / posting, 1),
         "failed_posts": tally.failures.total(), "failures": dict(tally.failures),
         "visitor": _figures(tally.visitor),
+        # What 99 % of deliveries took from publishing to their stream handling them, at most (a
+        # histogram bound): the server's part of the p99, without the POST and the client.
+        "server_lag_p99_ms": None if server_p99 is None else server_p99 * 1000,
         "agent": _figures(tally.agent) if agents else None,
         "delivered": len(tally.received), "owed": owed, "lost": owed - len(tally.received),
         "duplicated": tally.duplicates,

@@ -47,20 +47,46 @@ class Server:
 
     async def gc_pauses(self) -> GcPauses | None:
         """The garbage-collection pauses the server measured so far, if it measures them."""
+        body = await self._metrics()
+        if body is None:
+            return None
+        longest = re.search(rb"^chat_gc_pause_max_seconds (\S+)$", body, re.MULTILINE)
+        return GcPauses(float(longest.group(1)) if longest else 0.0,
+                        _histogram(body, b"chat_gc_pause_seconds"))
+
+    async def delivery_lags(self) -> dict[float, float] | None:
+        """How many deliveries its streams handled within each bucket's bound (seconds)
+        of their publishing, so far: the server's share of a latency, without the client's."""
+        body = await self._metrics()
+        return None if body is None else _histogram(body, b"chat_delivery_lag_seconds")
+
+    async def _metrics(self) -> bytes | None:
         if self.metrics_token is None:
             return None
         http = Http(self.host, self.port)
         status, body = await http.request(
             "GET", "/metrics", headers={"Authorization": f"Bearer {self.metrics_token}"})
         http.close()
-        if status != 200:
-            return None
-        longest = re.search(rb"^chat_gc_pause_max_seconds (\S+)$", body, re.MULTILINE)
-        buckets: dict[float, float] = {}
-        for bound, count in re.findall(rb'^chat_gc_pause_seconds_bucket{.*le="([^"]+)"} (\S+)$',
-                                       body, re.MULTILINE):
-            buckets[float(bound)] = buckets.get(float(bound), 0.0) + float(count)
-        return GcPauses(float(longest.group(1)) if longest else 0.0, buckets)
+        return body if status == 200 else None
+
+
+def _histogram(body: bytes, name: bytes) -> dict[float, float]:
+    """A Prometheus histogram's cumulative counts by bound, all label sets together."""
+    buckets: dict[float, float] = {}
+    for bound, count in re.findall(rb"^" + name + rb'_bucket{.*le="([^"]+)"} (\S+)$', body,
+                                   re.MULTILINE):
+        buckets[float(bound)] = buckets.get(float(bound), 0.0) + float(count)
+    return buckets
+
+
+def within(before: dict[float, float], after: dict[float, float], share: float) -> float | None:
+    """The smallest bucket bound that ``share`` of what was counted between two readings of a
+    histogram stayed within (None if nothing was)."""
+    counts = {bound: n - before.get(bound, 0.0) for bound, n in after.items()}
+    total = counts.get(math.inf, 0.0)
+    if not total:
+        return None
+    return min(bound for bound, n in counts.items() if n >= share * total)
 
 
 @dataclass(frozen=True)
@@ -75,11 +101,13 @@ class GcPauses:
     def since(self, earlier: GcPauses) -> dict[str, float | int]:
         """The pauses after ``earlier``: how many, how many over 20 ms, and the bound
         that all of them stayed within (in ms)."""
-        counts = {bound: n - earlier.at_most.get(bound, 0.0) for bound, n in self.at_most.items()}
-        total = counts.get(math.inf, 0.0)
-        within = min((bound for bound, n in counts.items() if n >= total), default=math.inf)
-        return {"pauses": int(total), "over_20_ms": int(total - counts.get(0.02, 0.0)),
-                "all_within_ms": within * 1000}
+        def count(bound: float) -> float:
+            return self.at_most.get(bound, 0.0) - earlier.at_most.get(bound, 0.0)
+
+        bound = within(earlier.at_most, self.at_most, 1.0)
+        return {"pauses": int(count(math.inf)),
+                "over_20_ms": int(count(math.inf) - count(0.02)),
+                "all_within_ms": 0.0 if bound is None else bound * 1000}
 
 
 def free_port() -> int:

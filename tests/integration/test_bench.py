@@ -22,6 +22,7 @@ def test_a_quick_steady_run_delivers_everything_once_and_states_its_ratio_to_the
     product, floor = results["steady"]["product"], results["steady"]["floor"]
     assert product["owed"] > 0 and product["lost"] == 0 and product["duplicated"] == 0
     assert product["failed_posts"] == 0 and product["agent_rows_stale"] == 0
+    assert product["server_lag_p99_ms"] > 0  # read from the server's own histogram
     assert floor["lost"] == 0
     report = (out / "report.md").read_text()
     row = next(line for line in report.splitlines() if line.startswith("| steady |"))
