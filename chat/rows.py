@@ -31,7 +31,7 @@ from chat.stream import decode, decode_signal
 logger = logging.getLogger(__name__)
 
 MAX_VERSIONS_TRACKED = 10_000
-SPREAD = 0.8  # of a tick, over which a batch reaches the members (see RowFeed._hand_out)
+SPREAD = 0.5  # of a tick, over which a batch reaches the members (see RowFeed._hand_out)
 
 
 class _Hearing(Subscription):
@@ -160,7 +160,7 @@ class RowFeed:
             self._soon(max(0.0, soonest - time.monotonic()))
 
     def _hand_out(self, batch: Delivery) -> None:
-        """Offer ``batch`` to the members spread over most of a tick: woken all at once, a
+        """Offer ``batch`` to the members spread over half a tick: woken all at once, a
         hundred dashboards writing the same rows held the loop for tens of milliseconds,
         and every visitor's message waited behind them."""
         members = tuple(self._members)
