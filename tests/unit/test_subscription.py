@@ -99,3 +99,21 @@ async def test_what_the_consumer_has_no_use_for_is_dropped_on_arrival() -> None:
     assert sub.pending() == 0  # neither queued nor held, and nothing woke
     sub.offer(urgent("reload"))
     assert payloads(await woken(sub)) == ["reload"]
+
+
+async def test_a_wait_within_a_time_ends_with_none_when_nothing_came() -> None:
+    sub = Subscription()
+    assert await sub.get_within(TICK) is None
+    sub.offer(urgent("after"))
+    item = await sub.get_within(TICK)
+    assert isinstance(item, Delivery) and item.payload == b"after"
+
+
+async def test_a_delivery_ends_a_wait_within_a_time_at_once_and_cancels_its_timer() -> None:
+    sub = Subscription()
+    loop = asyncio.get_running_loop()
+    loop.call_later(TICK / 5, sub.offer, urgent("news"))
+    async with asyncio.timeout(5):
+        item = await sub.get_within(60)
+    assert isinstance(item, Delivery) and item.payload == b"news"
+    assert await sub.get_within(TICK) is None  # the first wait's timer is gone with it
