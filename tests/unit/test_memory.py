@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chat.memory import Settler
+from chat.memory import Settler, freeze_start_up, thaw
 
 
 class Node:
@@ -55,3 +55,21 @@ def test_objects_are_counted_at_least_every_so_often_whatever_the_counters_say()
     settler.settle()
     assert not settler.due(time.monotonic())
     assert settler.due(time.monotonic() + 61)
+
+
+def test_what_survives_a_full_collection_after_start_up_is_frozen_with_it() -> None:
+    freeze_start_up()
+    try:
+        kept = [Node() for _ in range(6_000)]
+        doomed = Node()
+        doomed.peer = doomed
+        gone = weakref.ref(doomed)
+        del doomed
+        frozen = gc.get_freeze_count()
+        gc.collect()  # as the collector's own full collections do
+        assert gone() is None
+        assert gc.get_freeze_count() >= frozen + len(kept)
+        assert len(gc.get_objects()) < 5_000  # the next one walks none of them again
+    finally:
+        thaw()
+    assert gc.get_freeze_count() == 0
