@@ -93,6 +93,10 @@ class Subscription:
     a delivery the consumer would not show (another agent's typing in an inbox row).
     """
 
+    # Slots, not a __dict__: every open stream holds one (about 200 bytes each less).
+    __slots__ = ("_defer", "_held", "_items", "_maxsize", "_on_overflow", "_release", "_ripe",
+                 "_tick", "_timed_out", "_waiter", "overflowed", "topics")
+
     def __init__(
         self, maxsize: int = DEFAULT_QUEUE_SIZE, on_overflow: Callable[[], None] | None = None,
         defer: Defer | None = None,
