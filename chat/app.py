@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 from chat import db, templating
 from chat.broker import create_broker
 from chat.config import Settings
-from chat.memory import Settler, freeze_start_up
+from chat.memory import Settler, freeze_start_up, thaw
 from chat.presence import create_presence
 from chat.queries import installation
 from chat.ratelimit import RateLimiter
@@ -75,7 +74,7 @@ def create_app(settings: Settings) -> Starlette:
                 yield
             finally:
                 restore_signals()
-                gc.unfreeze()
+                thaw()
                 for task in tasks:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -77,6 +77,10 @@ class Subscription:
     dropped on arrival, never queued and never waking it.
     """
 
+    # Slots, not a __dict__: every open stream holds one (about 200 bytes each less).
+    __slots__ = ("_items", "_maxsize", "_on_overflow", "_timed_out", "_unwanted", "_waiter",
+                 "overflowed", "topics")
+
     def __init__(
         self, maxsize: int = DEFAULT_QUEUE_SIZE, on_overflow: Callable[[], None] | None = None,
         unwanted: Unwanted | None = None,
@@ -91,6 +95,7 @@ class Subscription:
         self._items: deque[Item] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._unwanted = unwanted
+        self._timed_out = False  # the timeout of get_within() passed
 
     def offer(self, item: Item) -> None:
         """Queue an item without waiting; called by brokers."""
@@ -114,16 +119,38 @@ class Subscription:
 
     async def get(self) -> Item:
         """The next delivery or :data:`RESYNC`; raise :class:`Overflow` once it overflowed."""
-        while True:
-            if self.overflowed:
-                raise Overflow
-            if self._items:
-                return self._items.popleft()
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+        item = await self.get_within(None)
+        assert item is not None  # no timeout, so only an item ends the wait
+        return item
+
+    async def get_within(self, seconds: float | None) -> Item | None:
+        """As :meth:`get`, or None once ``seconds`` passed with nothing to take (None:
+        wait as long as it takes).
+
+        The timer wakes the wait as a delivery would, instead of cancelling it as
+        ``asyncio.timeout`` does: an idle stream waits out a heartbeat at every wake-up,
+        and a cancellation made two exceptions and their tracebacks each time, and a
+        Timeout and a bound method that lived as long as the wait (objects the collector
+        walks, see chat.memory)."""
+        loop = asyncio.get_running_loop()
+        timer = None if seconds is None else loop.call_later(seconds, _time_up, self)
+        self._timed_out = False
+        try:
+            while True:
+                if self.overflowed:
+                    raise Overflow
+                if self._items:
+                    return self._items.popleft()
+                if self._timed_out:
+                    return None
+                self._waiter = loop.create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def ready(self) -> list[Item]:
         """Everything queued now, without waiting: a consumer that was woken takes it all
@@ -138,6 +165,12 @@ class Subscription:
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+
+def _time_up(sub: Subscription) -> None:
+    # A function, not a bound method kept on the subscription: that would be a cycle.
+    sub._timed_out = True
+    sub._wake()
 
 
 class Broker(Protocol):

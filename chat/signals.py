@@ -185,6 +185,8 @@ def on_page(present: list[Present]) -> Present | None:
 class Awareness:
     """What one stream heard: who is typing or viewing in each conversation it shows."""
 
+    __slots__ = ("_expiries", "_left", "_present")  # one per open stream: no __dict__
+
     def __init__(self) -> None:
         self._present: dict[int, dict[str, Present]] = {}
         self._left: dict[int, float] = {}  # when each visitor closed their widget, if heard

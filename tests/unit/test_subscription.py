@@ -6,6 +6,8 @@ import asyncio
 
 from chat.broker import RESYNC, Delivery, Item, Subscription
 
+TICK = 0.05
+
 
 def delivery(name: str) -> Delivery:
     return Delivery("site", name.encode())
@@ -46,3 +48,21 @@ async def test_a_resync_supersedes_what_was_queued() -> None:
     sub.offer(delivery("change"))
     sub.offer(RESYNC)
     assert payloads(await woken(sub)) == ["RESYNC"]
+
+
+async def test_a_wait_within_a_time_ends_with_none_when_nothing_came() -> None:
+    sub = Subscription()
+    assert await sub.get_within(TICK) is None
+    sub.offer(delivery("after"))
+    item = await sub.get_within(TICK)
+    assert isinstance(item, Delivery) and item.payload == b"after"
+
+
+async def test_a_delivery_ends_a_wait_within_a_time_at_once_and_cancels_its_timer() -> None:
+    sub = Subscription()
+    loop = asyncio.get_running_loop()
+    loop.call_later(TICK / 5, sub.offer, delivery("news"))
+    async with asyncio.timeout(5):
+        item = await sub.get_within(60)
+    assert isinstance(item, Delivery) and item.payload == b"news"
+    assert await sub.get_within(TICK) is None  # the first wait's timer is gone with it
