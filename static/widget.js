@@ -310,12 +310,8 @@
     return "That email address doesn't look right.";
   }
 
-  /* Send ``bubble`` (again); resolves once the server answered or the request failed.
-   * While a message starts the conversation, others wait for it: sent alongside, each would
-   * start a conversation of its own (and a visitor too, before the first token). */
-  var startingNow = null;
+  /* Send ``bubble`` (again); resolves once the server answered or the request failed. */
   function deliver(bubble) {
-    if (startingNow) return startingNow.then(function () { return deliver(bubble); });
     var data = new FormData();
     data.append("body", bubble.dataset.text);
     data.append("client_id", bubble.dataset.pending);
@@ -336,7 +332,7 @@
     }
     var path = starting ? "/conversations" : "/conversations/" + state.conversation + "/messages";
     ChatMessages.sending(bubble);
-    var sent = request("POST", path, data).then(function (response) {
+    return request("POST", path, data).then(function (response) {
       return response.text().then(function (html) {
         if (!response.ok) {
           notSent(bubble, response, html);
@@ -345,26 +341,10 @@
         }
         var token = response.headers.get("X-Visitor-Token");
         if (token) { state.token = token; toHost({ type: "token", token: token }); }
-        if (starting) startedWith(html, bubble);
+        if (starting) show(html);
         else landed([ChatMessages.settle(bubble, html)].filter(Boolean));
       });
     }).catch(function () { notSent(bubble, null, ""); });
-    if (starting) {
-      startingNow = sent;
-      sent.then(function () { startingNow = null; });  // before those waiting on it go
-    }
-    return sent;
-  }
-
-  /* The conversation ``first`` started: what else was written before there was one (while
-   * it was being sent, or offline) moves into it, to be sent there in its turn, not lost
-   * with the view it replaces. */
-  function startedWith(html, first) {
-    var unsent = Array.from(chat.querySelectorAll(".entry.failed, .entry.pending"))
-      .filter(function (bubble) { return bubble !== first; });
-    show(html);
-    var list = chat.querySelector(".entries");
-    if (list) unsent.forEach(function (bubble) { list.appendChild(bubble); });
   }
 
   /* The bubble says why it was not sent, which may take it a line more: a reader at the end

@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from playwright.sync_api import BrowserContext, Frame, FrameLocator, Locator, Page, Route, expect
+from playwright.sync_api import BrowserContext, Frame, FrameLocator, Locator, Page, expect
 
 from tests.conftest import Seed
 from tests.e2e.conftest import Widget
 from tests.e2e.test_accessibility import violations
-from tests.e2e.test_dashboard import open_as_agent, sign_in, wait_until
+from tests.e2e.test_dashboard import open_as_agent, sign_in
 from tests.e2e.test_widget import conversation_of, open_widget, send
 from tests.integration.test_dashboard_http import sql
 from tests.support import AppProcess
@@ -71,59 +71,6 @@ def test_a_message_sent_while_the_widgets_server_is_down_goes_once_when_it_is_ba
     expect(other.locator(".entry.visitor", has_text="Sent while you were away")).to_have_count(1)
     expect(alex.locator(".entry.visitor", has_text="Sent while you were away")).to_have_count(1)
     assert sql(database, "SELECT count(*) FROM messages WHERE client_id = $1", client_id) == 1
-
-
-def test_first_messages_written_offline_all_go_into_one_conversation_once_back_online(
-    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
-    embed: Callable[[AppProcess], Widget], database: str,
-) -> None:
-    """Before there is a conversation, each message would start one: once back, the first
-    starts it and the others follow it there, in the order they were written."""
-    widget = embed(start_app(app_env))
-    visitor = new_context()
-    frame = open_widget(visitor.new_page(), widget.host.url)
-    visitor.set_offline(True)
-    box = frame.get_by_role("textbox", name="Message")
-    written = ["Hello, anyone?", "My order is late", "It is number 42"]
-    for text in written:
-        box.fill(text)
-        box.press("Enter")
-        expect(frame.locator(".entry.visitor", has_text=text)).to_contain_text("Not sent")
-    visitor.set_offline(False)  # the browser says it is online: what failed goes again
-    stored = frame.locator(".entry.visitor[data-seq]")
-    expect(stored).to_have_count(len(written), timeout=15_000)
-    expect(frame.locator(".entry.failed, .entry.pending")).to_have_count(0)
-    assert [text.strip() for text in stored.locator(".body").all_inner_texts()] == written
-    assert sql(database, "SELECT count(*) FROM conversations") == 1
-    assert sql(database, "SELECT count(*) FROM messages WHERE kind = 'visitor'") == len(written)
-
-
-def test_messages_sent_while_the_first_starts_the_conversation_follow_it_there(
-    new_context: NewContext, start_app: StartApp, app_env: dict[str, str],
-    embed: Callable[[AppProcess], Widget], database: str,
-) -> None:
-    """A quick second message must not start a conversation (and a visitor) of its own."""
-    widget = embed(start_app(app_env))
-    page = new_context().new_page()
-    frame = open_widget(page, widget.host.url)
-    starts = re.compile(r".*/widget/[^/]+/conversations$")
-    held: list[Route] = []
-    page.route(starts, lambda route: held.append(route))
-    box = frame.get_by_role("textbox", name="Message")
-    written = ["Hi", "I have a question", "about my order"]
-    for text in written:
-        box.fill(text)
-        box.press("Enter")
-    expect(frame.locator(".entry.visitor.pending")).to_have_count(len(written))
-    wait_until(page, lambda: len(held) >= 1)
-    for route in held:  # every start that was asked for goes on at once
-        route.continue_()
-    page.unroute(starts)
-    stored = frame.locator(".entry.visitor[data-seq]")
-    expect(stored).to_have_count(len(written))
-    assert [text.strip() for text in stored.locator(".body").all_inner_texts()] == written
-    assert sql(database, "SELECT count(*) FROM conversations") == 1
-    assert sql(database, "SELECT count(*) FROM visitors") == 1
 
 
 def test_the_visitor_ends_the_chat_after_confirming_and_the_agent_sees_it_closed_live(
