@@ -56,6 +56,19 @@ async def svc(pool: db.Pool, tmp_path: Path) -> AsyncIterator[Services]:
     yield Services(settings, pool, HeldBroker(), RateLimiter(None, enabled=False))
 
 
+def dashboard(svc: Services, seed: Seed, *watched: int) -> AsyncIterator[bytes]:
+    """A dashboard's stream: the open inbox, and the conversations ``watched``."""
+    view = AgentView([seed.site_id], seed.agent_id, "session:test", watched, inbox="open")
+    return Stream(svc, view).frames()
+
+
+def rows_every(svc: Services, tick: float) -> HeldBroker:
+    """The test's broker, with the process's inbox rows (chat.rows) batched every ``tick``."""
+    assert isinstance(svc.broker, HeldBroker)
+    svc.rows = RowFeed(svc.broker, tick=tick)
+    return svc.broker
+
+
 async def next_frame(stream: AsyncIterator[bytes], timeout: float = 5) -> bytes:
     async with asyncio.timeout(timeout):
         return await anext(stream)
@@ -184,9 +197,8 @@ async def test_inbox_rows_whose_publishes_were_lost_are_repaired_from_the_databa
 ) -> None:
     """The repair check covers the whole inbox, not only an open conversation: a row that
     appeared, or was closed, without its doorbell shows up right all the same."""
-    view = AgentView([seed.site_id], seed.agent_id, "session:test", watched=(), inbox="open")
     repairer = Repairer(svc.broker, svc.pool)
-    stream = Stream(svc, view).frames()
+    stream = dashboard(svc, seed)
     await next_frame(stream)  # hello
     assert b"conversation-row" not in await next_frame(stream)  # an empty inbox
 
@@ -312,17 +324,13 @@ async def test_inbox_rows_of_other_conversations_are_coalesced_but_the_open_one_
 ) -> None:
     """A busy site costs a dashboard one write per tick, each changed row in its newest
     version once; the conversation the agent has open is history, sent as it happens."""
-    broker = svc.broker
-    assert isinstance(broker, HeldBroker)
-    svc.rows = RowFeed(broker, tick=2)
+    broker = rows_every(svc, 2)
     site = f"site:{seed.site_id}"
     opened = (await actions.start(svc, site_id=seed.site_id, visitor_id=None,
                                   body="the open one")).conversation.id
     busy = (await actions.start(svc, site_id=seed.site_id, visitor_id=None,
                                 body="busy 0")).conversation.id
-    view = AgentView([seed.site_id], seed.agent_id, "session:test", watched=(opened,),
-                     inbox="open")
-    stream = Stream(svc, view).frames()
+    stream = dashboard(svc, seed, opened)
     await next_frame(stream)  # hello
     await next_frame(stream)  # the inbox and the open conversation's status
     broker.held.clear()
@@ -349,22 +357,16 @@ async def test_every_dashboard_gets_the_rows_and_marks_and_one_that_opens_sees_w
     """The process's rows (chat.rows) reach every dashboard in the same batch: a typing
     mark, the row a message renders afresh (showing nobody typing, so the visitor's next
     refresh marks it again), and for a dashboard that opens meanwhile, the mark at once."""
-    broker = svc.broker
-    assert isinstance(broker, HeldBroker)
-    svc.rows = RowFeed(broker, tick=0.05)
+    broker = rows_every(svc, 0.05)
     site = f"site:{seed.site_id}"
     conversation = (await actions.start(svc, site_id=seed.site_id, visitor_id=None,
                                         body="hello")).conversation.id
-
-    def dashboard() -> AsyncIterator[bytes]:
-        view = AgentView([seed.site_id], seed.agent_id, "session:test", watched=(), inbox="open")
-        return Stream(svc, view).frames()
 
     async def typing(refresh: bool = False) -> None:
         await signals.pass_on(broker, svc.presence, svc.relay, Signal(
             conversation, seed.site_id, "typing", "visitor", "Dana"), refresh=refresh)
 
-    first, second = dashboard(), dashboard()
+    first, second = dashboard(svc, seed), dashboard(svc, seed)
     for stream in (first, second):
         await next_frame(stream)  # hello
         await next_frame(stream)  # the inbox
@@ -385,9 +387,10 @@ async def test_every_dashboard_gets_the_rows_and_marks_and_one_that_opens_sees_w
     await typing(refresh=True)
     broker.release(site, 3)  # still typing after the message: the row is marked again
     assert b"typing\xe2\x80\xa6" in await next_frame(first)
-    third = dashboard()
+    third = dashboard(svc, seed)
     await next_frame(third)  # hello
     assert b"typing\xe2\x80\xa6" in await next_frame(third)  # the inbox, marked
     for stream in (first, second, third):
         await stream.aclose()
     assert broker.subscription_count() == 0
+
