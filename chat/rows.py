@@ -20,17 +20,17 @@ import logging
 import time
 from collections.abc import Iterable
 
-from chat import frames
+from chat import frames, signals
 from chat.broker import RESYNC, Broker, Delivery, Item, Subscription
 from chat.events import ROWS
 from chat.models import Change, ConversationState, is_change
+from chat.presence import PresenceStore
 from chat.receipts import Recorder
 from chat.signals import TYPING_TTL, is_signal
-from chat.stream import decode, decode_signal
+from chat.stream import MAX_VERSIONS_TRACKED, decode, decode_signal
 
 logger = logging.getLogger(__name__)
 
-MAX_VERSIONS_TRACKED = 10_000
 SPREAD = 0.5  # of a tick, over which a batch reaches the members (see RowFeed._hand_out)
 
 
@@ -63,6 +63,7 @@ class RowFeed:
         self._marked: set[int] = set()  # rows the pages show as typing now
         self._flipped: set[int] = set()  # rows whose typing may have changed since
         self._batch: asyncio.TimerHandle | None = None  # the next batch, when one is due
+        self._recalled: set[int] = set()  # rows whose typing was read from the store
 
     async def join(self, member: Subscription, topics: Iterable[str]) -> None:
         """Have ``member`` get every batch from now on, of rows on ``topics`` (sites)."""
@@ -81,11 +82,22 @@ class RowFeed:
         """The typing marks a freshly rendered inbox lacks (its rows show nobody typing)."""
         return [frames.row_typing(id_, True) for id_ in self._marked]
 
-    def recalled(self, conversation_id: int, until: float) -> None:
-        """A visitor typing, as a stream opening found in the presence store (typing that
-        began before this process subscribed)."""
-        if self._typing.get(conversation_id, 0.0) < until:
-            self._type(conversation_id, until)
+    async def recall(self, store: PresenceStore, conversation_ids: Iterable[int]) -> None:
+        """Take in which of these rows' visitors are typing, from the presence store: typing
+        that began before this process subscribed. Once per row for the whole process
+        (from then on it hears every signal), not once per dashboard that opens."""
+        new = [id_ for id_ in conversation_ids if id_ not in self._recalled]
+        if not new:
+            return
+        if len(self._recalled) > MAX_VERSIONS_TRACKED:
+            self._recalled.clear()  # at worst, a row's typing is read again
+        self._recalled.update(new)
+        now, wall = time.monotonic(), time.time()
+        for signal in await signals.recall(store, new):
+            until = now - max(0.0, wall - signal.at) + TYPING_TTL
+            if (signal.participant == "visitor" and signal.kind == "typing"
+                    and self._typing.get(signal.conversation_id, 0.0) < until):
+                self._type(signal.conversation_id, until)
 
     def hear(self, item: Item) -> None:
         if item is RESYNC:  # every member is told too, and renders its inbox again
@@ -188,4 +200,5 @@ class RowFeed:
         """Start afresh: members render their inbox again, showing nobody typing."""
         self._pending.clear()
         self._marked.clear()
+        self._recalled.clear()  # what it hears no longer covers everything
         self._flipped.update(self._typing)

@@ -314,8 +314,9 @@ class Stream:
                 batch += self._receipts(stored)
         for state in states:  # the page has each up to here now, or an inbox row of it
             self._reach(state.id, state.last_seq)
-        await self._recall([s.id for s in states])
+        await self._recall(list(watched))
         if self.view.row_topics:
+            await self.svc.rows.recall(self.svc.presence, [s.id for s in states])
             batch += self.svc.rows.marks()
         if self.svc.roster is not None:
             batch += self.view.team_frames(self.svc.roster.team)
@@ -324,14 +325,12 @@ class Stream:
     async def _recall(self, conversation_ids: Sequence[int]) -> None:
         """Take in who is typing or viewing now in the conversations shown, as if heard
         when they signalled: a stream that opens shows them before their next refresh."""
+        if not conversation_ids:
+            return
         now, wall = time.monotonic(), time.time()
         for signal in await signals.recall(self.svc.presence, conversation_ids):
-            heard_at = now - max(0.0, wall - signal.at)
             if self.view.hears(signal):
-                self.awareness.heard(signal, heard_at)
-            if (self.view.row_topics and signal.participant == "visitor"
-                    and signal.kind == "typing"):  # its row's mark (the open one's too)
-                self.svc.rows.recalled(signal.conversation_id, heard_at + signals.TYPING_TTL)
+                self.awareness.heard(signal, now - max(0.0, wall - signal.at))
 
     def _position(self, conversation: ConversationState) -> bool:
         """Settle where replay of ``conversation`` starts: the client's cursor, or now.

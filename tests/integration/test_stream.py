@@ -394,3 +394,19 @@ async def test_every_dashboard_gets_the_rows_and_marks_and_one_that_opens_sees_w
         await stream.aclose()
     assert broker.subscription_count() == 0
 
+
+async def test_a_dashboard_shows_a_typing_that_began_before_its_process_heard_any(
+    svc: Services, seed: Seed,
+) -> None:
+    """Typing signalled while no dashboard of this process was open (only the presence
+    store kept it) marks the row of the first one that opens."""
+    broker = rows_every(svc, 0.05)
+    conversation = (await actions.start(svc, site_id=seed.site_id, visitor_id=None,
+                                        body="hello")).conversation.id
+    await signals.pass_on(broker, svc.presence, svc.relay, Signal(
+        conversation, seed.site_id, "typing", "visitor", "Dana"), refresh=False)  # never released
+    stream = dashboard(svc, seed)
+    await next_frame(stream)  # hello
+    assert b'id="row-typing-' in await next_frame(stream)  # the inbox, nobody typing yet
+    assert b"typing\xe2\x80\xa6" in await next_frame(stream)  # then the mark, from the store
+    await stream.aclose()
